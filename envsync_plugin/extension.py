@@ -18,6 +18,13 @@ if TYPE_CHECKING:
     from redis import Redis
 
 
+#: What the settings page lists as never synchronized (the seed platform's list).
+NEVER_SYNCHRONIZED = (
+    "System settings (except mobile app JSONs)", "Translations", "Promotion codes", "Campaigns", "Titles",
+    "Users", "Payment types", "Delivery types", "SEO settings", "Orders", "Reviews", "Beauty Advisor module",
+)
+
+
 def _default_user_email() -> str | None:
     try:
         from flask_login import current_user
@@ -82,6 +89,7 @@ class EnvSync:
         on_refused: Callable[[], Any] | None = None,
         user_email: Callable[[], str | None] = _default_user_email,
         category: str = "System",
+        never_synchronized: Iterable[str] = NEVER_SYNCHRONIZED,
     ) -> None:
         self.db = db
         self.admin = admin
@@ -91,6 +99,9 @@ class EnvSync:
         self.on_refused = on_refused or (lambda: abort(403))
         self.user_email = user_email
         self.category = category
+        self.never_synchronized = list(never_synchronized)
+        #: Called by ``flask envsync worker`` before it takes jobs (recovery of interrupted work).
+        self.worker_start_hooks: list[Callable[[], None]] = []
         if app is not None:
             self.init_app(app)
 
@@ -114,6 +125,9 @@ class EnvSync:
                       static_url_path="/envsync/static")
         )
         from .cli import envsync_group
+        from .service import format_datetime
+
+        app.add_template_filter(format_datetime, "envsync_datetime")
 
         app.cli.add_command(envsync_group)
 
