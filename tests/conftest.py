@@ -106,3 +106,81 @@ def shop_pair(db_kind, make_database_url, tmp_path) -> Iterator[tuple[Side, Side
     yield sides[0], sides[1]
     for side in sides:
         side.engine.dispose()
+
+
+# --- Redis ----------------------------------------------------------------------------------------
+
+SYSTEM_REDIS_URL = os.environ.get("ENVSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+REDIS_KINDS = [k for k in os.environ.get("ENVSYNC_TEST_REDIS", "embedded,system").split(",") if k]
+_redis_db_counter = iter(range(1, 16))
+
+
+@pytest.fixture(params=REDIS_KINDS)
+def redis_kind(request) -> str:
+    """Each test using it runs with the embedded Redis and with the system Redis server."""
+    return request.param
+
+
+@pytest.fixture
+def redis_url(redis_kind) -> Iterator[str | None]:
+    """None for the embedded server (ENVSYNC_REDIS_URL unset), else a clean database of the system server."""
+    if redis_kind == "embedded":
+        yield None
+        return
+    from redis import Redis
+
+    number = next(_redis_db_counter, None) or 15
+    url = f"{SYSTEM_REDIS_URL}/{number}"
+    try:
+        client = Redis.from_url(url)
+        client.ping()
+    except Exception:  # noqa: BLE001
+        missing(f"the system Redis server is not reachable at {SYSTEM_REDIS_URL}")
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+# --- SMTP -----------------------------------------------------------------------------------------
+
+@dataclass
+class Mailbox:
+    """What a real SMTP server on loopback received."""
+
+    host: str
+    port: int
+    messages: list
+
+    def wait_for(self, count: int = 1, timeout: float = 30.0) -> list:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.messages
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[Mailbox]:
+    """An aiosmtpd server on 127.0.0.1 collecting every message as an email.message.EmailMessage."""
+    import email
+    import email.policy
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    messages: list = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+            messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+            return "250 OK"
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    yield Mailbox("127.0.0.1", port, messages)
+    controller.stop()
