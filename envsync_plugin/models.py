@@ -85,6 +85,7 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("error", sa.Text, nullable=True),
         sa.Column("requested_by", sa.String(255), nullable=True),
         sa.Column("job_id", sa.String(64), nullable=True),
+        sa.Column("base_url", sa.String(255), nullable=True),  # for the links in e-mails
         sa.Column("created_at", _utc(), nullable=False),
         sa.Column("started_at", _utc(), nullable=True),
         sa.Column("finished_at", _utc(), nullable=True),
@@ -121,7 +122,8 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("started_at", _utc(), nullable=True),
         sa.Column("finished_at", _utc(), nullable=True),
         sa.Column("canceled_by", sa.String(255), nullable=True),
-        sa.Column("canceled_at", _utc(), nullable=True),
+        sa.Column("canceled_at", _utc(), nullable=True),  # set while running: a cancel was asked for
+        sa.Column("heartbeat_at", _utc(), nullable=True),
         sa.Column("summary", sa.JSON, nullable=True),
         sa.Column("error", sa.Text, nullable=True),
         sa.Column("error_detail", sa.Text, nullable=True),

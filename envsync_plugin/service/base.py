@@ -1,4 +1,4 @@
-"""The use cases the views and the CLI call: nothing else reaches into RQ, the jobs or the engine."""
+"""What every use case shares: the clock, the instance database, the queue, and the records pages show."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import sqlalchemy as sa
 from rq import Worker
 from rq.job import Job
 
-from .engine.types import Direction, Mode
-from .extension import current_envsync
-from .models import ComparisonStatus, SynchronizationStatus
-from .modules import SyncModule
-from .queue import make_queue
+from ..engine.types import Direction, Mode
+from ..extension import current_envsync
+from ..models import ComparisonStatus, SynchronizationStatus
+from ..modules import SyncModule
+from ..queue import make_queue
 
 log = logging.getLogger("envsync")
 
@@ -67,7 +67,7 @@ def run_worker(*, burst: bool = False) -> None:
     """Run an RQ worker with the scheduler on envsync's queue, every job inside this app's context."""
     from flask import current_app
 
-    from .jobs import app_job_class
+    from ..jobs import app_job_class
 
     app = current_app._get_current_object()
     for hook in current_envsync.extension.worker_start_hooks:
