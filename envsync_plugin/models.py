@@ -11,14 +11,14 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 
-class ComparisonStatus(str, enum.Enum):
+class ComparisonStatus(enum.StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     READY = "ready"
     FAILED = "failed"
 
 
-class SynchronizationStatus(str, enum.Enum):
+class SynchronizationStatus(enum.StrEnum):
     SCHEDULED = "scheduled"
     RUNNING = "running"
     SUCCESS = "success"
@@ -30,7 +30,7 @@ class SynchronizationStatus(str, enum.Enum):
         return self in (SynchronizationStatus.SUCCESS, SynchronizationStatus.FAILURE, SynchronizationStatus.CANCELED)
 
 
-class Tab(str, enum.Enum):
+class Tab(enum.StrEnum):
     """The review's tabs, in the order they are shown."""
 
     CONFLICT = "conflict"

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
-class Mode(str, enum.Enum):
+class Mode(enum.StrEnum):
     ALL = "all"  # new, modified and deleted records of the source
     NEW = "new"  # only records absent from the target
 
 
-class Direction(str, enum.Enum):
+class Direction(enum.StrEnum):
     PROD_TO_TEST = "prod-to-test"
     TEST_TO_PROD = "test-to-prod"
 

@@ -2,31 +2,9 @@
 
 from __future__ import annotations
 
-from .base import (
-    ComparisonInfo,
-    EnvironmentInfo,
-    MessageInfo,
-    Overview,
-    SynchronizationInfo,
-    as_utc,
-    connection,
-    enqueue,
-    environments_info,
-    format_datetime,
-    init_db,
-    list_messages,
-    overview,
-    queue,
-    recent_comparisons,
-    recent_synchronizations,
-    run_worker,
-    start_refusal,
-    utcnow,
-    workers,
-)
+from . import base, comparisons, messages
+from .base import *  # noqa: F403
+from .comparisons import *  # noqa: F403
+from .messages import *  # noqa: F403
 
-__all__ = [
-    "ComparisonInfo", "EnvironmentInfo", "MessageInfo", "Overview", "SynchronizationInfo", "as_utc", "connection",
-    "enqueue", "environments_info", "format_datetime", "init_db", "list_messages", "overview", "queue",
-    "recent_comparisons", "recent_synchronizations", "run_worker", "start_refusal", "utcnow", "workers",
-]
+__all__ = [*base.__all__, *comparisons.__all__, *messages.__all__]

@@ -21,13 +21,13 @@ log = logging.getLogger("envsync")
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def as_utc(value: dt.datetime | None) -> dt.datetime | None:
     """Datetimes read back from SQLite come without a zone; envsync stores UTC only."""
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value
 
 
@@ -105,6 +105,7 @@ class ComparisonInfo:
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    base_url: str | None = None
 
     @classmethod
     def from_row(cls, row: sa.Row) -> ComparisonInfo:
@@ -114,7 +115,7 @@ class ComparisonInfo:
             progress_done=row.progress_done or 0, progress_total=row.progress_total or 0,
             progress_detail=dict(row.progress_detail or {}), counts=dict(row.counts or {}), error=row.error,
             requested_by=row.requested_by, created_at=as_utc(row.created_at), started_at=as_utc(row.started_at),
-            finished_at=as_utc(row.finished_at),
+            finished_at=as_utc(row.finished_at), base_url=row.base_url,
         )
 
     @property
@@ -255,3 +256,10 @@ def format_datetime(value: dt.datetime | None) -> str:
         return ""
     local = as_utc(value).astimezone(current_envsync.settings.timezone)
     return local.strftime("%Y-%m-%d %H:%M ") + (local.tzname() or "")
+
+
+__all__ = [
+    "ComparisonInfo", "EnvironmentInfo", "MessageInfo", "Overview", "SynchronizationInfo", "as_utc", "connection",
+    "enqueue", "environments_info", "format_datetime", "init_db", "list_messages", "overview", "queue",
+    "recent_comparisons", "recent_synchronizations", "run_worker", "start_refusal", "utcnow", "workers",
+]

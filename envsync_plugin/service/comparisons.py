@@ -1,0 +1,481 @@
+"""Comparisons: start one (validated, recorded, queued), run it in a worker, review and check its changes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import sqlalchemy as sa
+from flask import has_request_context, request
+
+from ..engine.types import Change, Direction, Mode, decode_key
+from ..errors import InvalidInput, NotAllowed, NotFound
+from ..extension import current_envsync
+from ..models import ComparisonStatus, SynchronizationStatus, Tab
+from .base import ComparisonInfo, connection, enqueue, start_refusal, utcnow
+
+#: How often a running comparison writes its progress (seconds).
+PROGRESS_INTERVAL = 0.5
+#: Changes are stored in batches of this many rows.
+STORE_BATCH = 1000
+
+
+def parse_direction(value: str | Direction) -> Direction:
+    try:
+        return Direction(value)
+    except ValueError:
+        raise InvalidInput(f"Unknown direction {value!r}: use prod-to-test or test-to-prod.") from None
+
+
+def parse_mode(value: str | Mode) -> Mode:
+    aliases = {"all": Mode.ALL, "new": Mode.NEW, "new-only": Mode.NEW, "only-new": Mode.NEW}
+    if isinstance(value, Mode):
+        return value
+    if value not in aliases:
+        raise InvalidInput(f"Unknown mode {value!r}: use all (new, modified and deleted records) or new.")
+    return aliases[value]
+
+
+def parse_modules(keys: Iterable[str]) -> list[str]:
+    """The chosen module keys plus those they force on, in declaration order."""
+    registry = current_envsync.modules
+    keys = [key for key in keys if key]
+    if not keys:
+        raise InvalidInput(f"Choose at least one module: {', '.join(registry.keys)}.")
+    unknown = [key for key in keys if key not in registry]
+    if unknown:
+        raise InvalidInput(f"Unknown module {unknown[0]!r}: the modules are {', '.join(registry.keys)}.")
+    return registry.with_required(keys)
+
+
+def source_side(direction: Direction):
+    return current_envsync.environments[direction.source]
+
+
+def target_side(direction: Direction):
+    return current_envsync.environments[direction.target]
+
+
+def picker_items(direction: Direction | str, module_key: str) -> list[str]:
+    """The names a user can pick for ``module_key`` (the gallery folders), read from the source environment."""
+    direction = parse_direction(direction)
+    module = current_envsync.modules[module_key]
+    if module.picker is None:
+        return []
+    env = source_side(direction)
+    table = sa.Table(module.picker.table, sa.MetaData(), autoload_with=env.engine)
+    column = table.c[module.picker.column]
+    with env.engine.connect() as conn:
+        return [row[0] for row in conn.execute(sa.select(column).order_by(column))]
+
+
+def suggested_items(direction: Direction | str, module_keys: Iterable[str]) -> dict[str, list[str]]:
+    """Items to pre-select per picker module: those the chosen modules' values point at
+    (the gallery folders that the mobile-app JSONs use)."""
+    from ..engine.compare import referenced_folders
+
+    direction = parse_direction(direction)
+    keys = current_envsync.modules.with_required(module_keys) if module_keys else []
+    modules = [current_envsync.modules[key] for key in keys]
+    if not any(module.media_references for module in modules):
+        return {}
+    folders = referenced_folders(source_side(direction), modules)
+    return {module.key: sorted(folders) for module in modules if module.picker is not None}
+
+
+def start_comparison(
+    direction: str | Direction,
+    mode: str | Mode,
+    modules: Sequence[str],
+    picked: dict[str, Sequence[str]] | None = None,
+    *,
+    user: str | None,
+) -> ComparisonInfo:
+    """Validate, record and queue a comparison; refused on TEST and on any bad input (nothing recorded)."""
+    refusal = start_refusal()
+    if refusal:
+        raise NotAllowed(refusal)
+    direction = parse_direction(direction)
+    mode = parse_mode(mode)
+    keys = parse_modules(modules)
+    picked = {key: list(dict.fromkeys(names)) for key, names in (picked or {}).items() if names}
+    folders: list[str] | None = None
+    for key in picked:
+        if key not in keys:
+            raise InvalidInput(f"Items were picked for {key!r}, which is not among the chosen modules.")
+    for key in keys:
+        module = current_envsync.modules[key]
+        if module.picker is None:
+            continue
+        available = set(picker_items(direction, key))
+        names = picked.get(key)
+        if names is None and key not in modules:
+            # Forced on by another module (system config): take what it points at.
+            names = suggested_items(direction, modules).get(key, [])
+        if names is not None:
+            unknown = [name for name in names if name not in available]
+            if unknown:
+                raise InvalidInput(
+                    f"The {module.picker.label[:-1] if module.picker.label.endswith('s') else module.picker.label} "
+                    f"{unknown[0]!r} does not exist on {direction.source}."
+                )
+            folders = sorted(names)
+    now = utcnow()
+    t = current_envsync.tables.comparisons
+    with connection() as conn:
+        comparison_id = conn.execute(
+            t.insert().values(
+                direction=direction.value, mode=mode.value, modules=keys, gallery_folders=folders,
+                status=ComparisonStatus.QUEUED.value, progress_done=0, progress_total=0,
+                requested_by=user, created_at=now, base_url=_base_url(),
+                job_id=None,
+            )
+        ).inserted_primary_key[0]
+        job_id = f"envsync-comparison-{comparison_id}"
+        conn.execute(t.update().where(t.c.id == comparison_id).values(job_id=job_id))
+        conn.commit()
+    from ..jobs.comparison import run_comparison
+
+    try:
+        enqueue(run_comparison, comparison_id, job_id=job_id)
+    except Exception as exc:
+        _finish(comparison_id, ComparisonStatus.FAILED, error=f"The comparison could not be queued: {exc}")
+        raise NotAllowed(f"The comparison could not be queued (is Redis running?): {exc}") from exc
+    return get_comparison(comparison_id)
+
+
+def _base_url() -> str | None:
+    if has_request_context():
+        return request.url_root.rstrip("/")
+    return None
+
+
+def get_comparison(comparison_id: int) -> ComparisonInfo:
+    t = current_envsync.tables.comparisons
+    with connection() as conn:
+        row = conn.execute(sa.select(t).where(t.c.id == comparison_id)).first()
+    if row is None:
+        raise NotFound(f"There is no comparison #{comparison_id}.")
+    return ComparisonInfo.from_row(row)
+
+
+def _finish(comparison_id: int, status: ComparisonStatus, **values: object) -> None:
+    t = current_envsync.tables.comparisons
+    with connection() as conn:
+        conn.execute(t.update().where(t.c.id == comparison_id).values(status=status.value, finished_at=utcnow(),
+                                                                        **values))
+        conn.commit()
+
+
+# --- the job's work -------------------------------------------------------------------------------
+
+class _ProgressWriter:
+    """Writes records compared / total per module, at most every PROGRESS_INTERVAL seconds."""
+
+    def __init__(self, comparison_id: int, totals: dict[str, int]) -> None:
+        self.comparison_id = comparison_id
+        self.detail = {key: [0, total] for key, total in totals.items()}
+        self.last = 0.0
+        self.write(force=True)
+
+    def __call__(self, module: str, done: int, total: int) -> None:
+        self.detail[module] = [done, max(total, self.detail.get(module, [0, 0])[1])]
+        self.write()
+
+    def write(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < PROGRESS_INTERVAL:
+            return
+        self.last = now
+        t = current_envsync.tables.comparisons
+        done = sum(value[0] for value in self.detail.values())
+        total = sum(value[1] for value in self.detail.values())
+        with connection() as conn:
+            conn.execute(t.update().where(t.c.id == self.comparison_id).values(
+                progress_done=min(done, total), progress_total=total, progress_detail=self.detail))
+            conn.commit()
+
+    def complete(self) -> None:
+        for value in self.detail.values():
+            value[0] = value[1]
+        self.write(force=True)
+
+
+def run_comparison(comparison_id: int) -> dict[str, int]:
+    """Compare the two environments and store the changes (the worker's side; safe to run twice)."""
+    from ..engine.compare import SqlBaselineReader, compare, count_records
+
+    info = get_comparison(comparison_id)
+    if info.status in (ComparisonStatus.READY, ComparisonStatus.FAILED):
+        return info.counts
+    tables = current_envsync.tables
+    with connection() as conn:
+        # A rerun (the first worker died) starts from a clean slate.
+        conn.execute(tables.changes.delete().where(tables.changes.c.comparison_id == comparison_id))
+        conn.execute(tables.comparisons.update().where(tables.comparisons.c.id == comparison_id).values(
+            status=ComparisonStatus.RUNNING.value, started_at=utcnow(), error=None))
+        conn.commit()
+    try:
+        modules = [current_envsync.modules[key] for key in info.modules]
+        picked = {module.key: (frozenset(info.gallery_folders) if info.gallery_folders is not None else None)
+                  for module in modules if module.picker is not None}
+        source, target = source_side(info.direction), target_side(info.direction)
+        totals = count_records(source, target, modules, picked=picked)
+        progress = _ProgressWriter(comparison_id, totals)
+        counts = {tab.value: 0 for tab in Tab}
+        with connection() as conn:
+            baseline = SqlBaselineReader(conn, tables.baseline)
+            batch: list[dict] = []
+            for change in compare(source, target, modules, mode=info.mode, picked=picked, baseline=baseline,
+                                  progress=progress):
+                counts[change.tab] += 1
+                batch.append(_change_row(comparison_id, change))
+                if len(batch) >= STORE_BATCH:
+                    _store(batch)
+                    batch = []
+            _store(batch)
+        progress.complete()
+    except Exception as exc:
+        _fail_comparison(info, exc)
+        raise
+    _finish(comparison_id, ComparisonStatus.READY, counts=counts)
+    _notify_ready(get_comparison(comparison_id))
+    return counts
+
+
+def _change_row(comparison_id: int, change: Change) -> dict:
+    return {
+        "comparison_id": comparison_id, "module": change.module, "table_name": change.table_name,
+        "key": change.key, "tab": change.tab, "action": change.action, "reason": change.reason,
+        "label": change.label[:1000], "selected": change.selected_by_default, "selectable": change.selectable,
+        "source_fingerprint": change.source_fingerprint, "target_fingerprint": change.target_fingerprint,
+        "needs": [{"table_name": ref.table_name, "key": ref.key} for ref in change.needs] or None,
+    }
+
+
+def _store(rows: list[dict]) -> None:
+    if rows:
+        with connection() as conn:
+            conn.execute(current_envsync.tables.changes.insert(), rows)
+            conn.commit()
+
+
+def _fail_comparison(info: ComparisonInfo, exc: BaseException) -> None:
+    from .messages import add_message
+
+    reason = f"The comparison could not be completed: {exc}"
+    _finish(info.id, ComparisonStatus.FAILED, error=reason)
+    add_message(title="FAILURE: Comparison of environments", level="failure", recipient=info.requested_by,
+                comparison_id=info.id,
+                body=f"The comparison #{info.id} ({info.direction.arrow}) failed. {reason} Nothing was changed in "
+                     "either environment; start a new comparison.")
+    _notify(get_comparison(info.id), "comparison_failed", f"FAILURE: comparison {info.direction.arrow}")
+
+
+def _notify_ready(info: ComparisonInfo) -> None:
+    _notify(info, "comparison_ready", f"Comparison ready: {info.direction.arrow}")
+
+
+def _notify(info: ComparisonInfo, template: str, subject: str) -> None:
+    from ..mail import send
+
+    link = f"{info.base_url or ''}/admin/synchronization/comparison/{info.id}"
+    send(template, info.requested_by, subject, comparison=info, link=link)
+
+
+# --- the review -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChangeInfo:
+    id: int
+    comparison_id: int
+    module: str
+    table_name: str
+    key: str
+    tab: Tab
+    action: str
+    reason: str | None
+    label: str
+    selected: bool
+    selectable: bool
+    needs: list[dict]
+
+    @classmethod
+    def from_row(cls, row: sa.Row) -> ChangeInfo:
+        return cls(id=row.id, comparison_id=row.comparison_id, module=row.module, table_name=row.table_name,
+                   key=row.key, tab=Tab(row.tab), action=row.action, reason=row.reason, label=row.label,
+                   selected=bool(row.selected), selectable=bool(row.selectable), needs=list(row.needs or []))
+
+    @property
+    def key_value(self) -> object:
+        return decode_key(self.key)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"id": self.id, "tab": self.tab.value, "module": self.module, "table": self.table_name,
+                "key": self.key_value, "label": self.label, "selected": self.selected,
+                "selectable": self.selectable, "reason": self.reason, "action": self.action,
+                "needs": self.needs}
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    changes: list[ChangeInfo]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def _changes_query(comparison_id: int, tab: Tab | str | None = None, module: str | None = None,
+                   search: str | None = None):
+    t = current_envsync.tables.changes
+    query = sa.select(t).where(t.c.comparison_id == comparison_id)
+    if tab:
+        query = query.where(t.c.tab == Tab(tab).value)
+    if module:
+        query = query.where(t.c.module == module)
+    if search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(sa.or_(t.c.label.ilike(f"%{escaped}%", escape="\\"),
+                                   t.c.key.ilike(f"%{escaped}%", escape="\\")))
+    return query
+
+
+def list_changes(comparison_id: int, *, tab: Tab | str | None = None, module: str | None = None,
+                 search: str | None = None, page: int = 1, per_page: int = 50) -> ChangePage:
+    get_comparison(comparison_id)
+    t = current_envsync.tables.changes
+    page = max(1, int(page))
+    per_page = min(max(1, int(per_page)), 1000)
+    query = _changes_query(comparison_id, tab, module, search)
+    with connection() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+        rows = conn.execute(query.order_by(t.c.id).limit(per_page).offset((page - 1) * per_page)).all()
+    return ChangePage([ChangeInfo.from_row(row) for row in rows], total, page, per_page)
+
+
+def all_changes(comparison_id: int) -> list[ChangeInfo]:
+    get_comparison(comparison_id)
+    t = current_envsync.tables.changes
+    with connection() as conn:
+        rows = conn.execute(_changes_query(comparison_id).order_by(t.c.id)).all()
+    return [ChangeInfo.from_row(row) for row in rows]
+
+
+def get_change(change_id: int) -> ChangeInfo:
+    t = current_envsync.tables.changes
+    with connection() as conn:
+        row = conn.execute(sa.select(t).where(t.c.id == change_id)).first()
+    if row is None:
+        raise NotFound(f"There is no change #{change_id}.")
+    return ChangeInfo.from_row(row)
+
+
+def selection_counts(comparison_id: int) -> dict[str, dict[str, int]]:
+    """Per tab: how many changes there are and how many are checked."""
+    t = current_envsync.tables.changes
+    with connection() as conn:
+        rows = conn.execute(
+            sa.select(t.c.tab, sa.func.count(), sa.func.sum(sa.case((t.c.selected, 1), else_=0)))
+            .where(t.c.comparison_id == comparison_id).group_by(t.c.tab)
+        ).all()
+    result = {tab.value: {"total": 0, "selected": 0} for tab in Tab}
+    for tab, total, selected in rows:
+        result[tab] = {"total": total, "selected": int(selected or 0)}
+    return result
+
+
+def selected_summary(comparison_id: int) -> dict[str, dict[str, int]]:
+    """What a synchronization of the checked changes would do: counts per module and tab."""
+    t = current_envsync.tables.changes
+    with connection() as conn:
+        rows = conn.execute(
+            sa.select(t.c.module, t.c.tab, sa.func.count())
+            .where(t.c.comparison_id == comparison_id, t.c.selected.is_(True)).group_by(t.c.module, t.c.tab)
+        ).all()
+    summary: dict[str, dict[str, int]] = {}
+    for module, tab, count in rows:
+        summary.setdefault(module, {})[tab] = count
+    return summary
+
+
+def _check_selectable(comparison_id: int) -> None:
+    info = get_comparison(comparison_id)
+    if info.status is not ComparisonStatus.READY:
+        raise NotAllowed(f"Comparison #{comparison_id} is {info.status.value}; changes can be checked once it is ready.")
+    s = current_envsync.tables.synchronizations
+    with connection() as conn:
+        active = conn.execute(sa.select(s.c.id).where(
+            s.c.comparison_id == comparison_id,
+            s.c.status.in_([SynchronizationStatus.SCHEDULED.value, SynchronizationStatus.RUNNING.value]))).first()
+    if active:
+        raise NotAllowed(f"Synchronization #{active.id} of these changes is scheduled or running; "
+                         "cancel it before changing the selection.")
+
+
+def select_changes(comparison_id: int, *, change_ids: Sequence[int] | None = None, selected: bool = True,
+                   tab: Tab | str | None = None, module: str | None = None, search: str | None = None) -> int:
+    """Check (or uncheck) the given changes, or every change matching tab/module/search when
+    ``change_ids`` is None. Changes that may never be applied (unsafe paths) are refused by name
+    when named, and skipped by a select-all. Returns how many changes were updated."""
+    _check_selectable(comparison_id)
+    t = current_envsync.tables.changes
+    with connection() as conn:
+        if change_ids is not None:
+            ids = sorted({int(change_id) for change_id in change_ids})
+            rows = conn.execute(sa.select(t.c.id, t.c.selectable, t.c.label).where(
+                t.c.comparison_id == comparison_id, t.c.id.in_(ids))).all()
+            found = {row.id for row in rows}
+            missing = [change_id for change_id in ids if change_id not in found]
+            if missing:
+                raise NotFound(f"Comparison #{comparison_id} has no change #{missing[0]}.")
+            blocked = [row for row in rows if selected and not row.selectable]
+            if blocked:
+                raise InvalidInput(f"Change #{blocked[0].id} ({blocked[0].label}) cannot be synchronized; "
+                                   "see its reason.")
+            condition = t.c.id.in_(ids)
+        else:
+            condition = t.c.id.in_(_changes_query(comparison_id, tab, module, search)
+                                   .with_only_columns(t.c.id).scalar_subquery())
+        if selected:
+            condition = sa.and_(condition, t.c.selectable.is_(True))
+        result = conn.execute(t.update().where(t.c.comparison_id == comparison_id, condition)
+                              .values(selected=selected))
+        conn.commit()
+    return result.rowcount
+
+
+def change_diff(change_id: int):
+    """The field-by-field diff of one change, computed now from both environments."""
+    from ..engine.compare import field_diff
+
+    change = get_change(change_id)
+    info = get_comparison(change.comparison_id)
+    module = current_envsync.modules[change.module]
+    return field_diff(source_side(info.direction), target_side(info.direction), module, change.table_name,
+                      change.key)
+
+
+def wait_for_comparison(comparison_id: int, timeout: float | None = None,
+                        on_progress=None) -> ComparisonInfo:  # noqa: ANN001
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        info = get_comparison(comparison_id)
+        if on_progress:
+            on_progress(info)
+        if info.status in (ComparisonStatus.READY, ComparisonStatus.FAILED):
+            return info
+        if deadline is not None and time.monotonic() > deadline:
+            raise NotAllowed(f"Comparison #{comparison_id} is still {info.status.value} after {timeout:.0f} s.")
+        time.sleep(0.2)
+
+
+__all__ = [
+    "ChangeInfo", "ChangePage", "all_changes", "change_diff", "get_change", "get_comparison", "list_changes",
+    "parse_direction", "parse_mode", "parse_modules", "picker_items", "run_comparison", "select_changes",
+    "selected_summary", "selection_counts", "start_comparison", "suggested_items", "wait_for_comparison",
+]
