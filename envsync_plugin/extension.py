@@ -101,7 +101,7 @@ class EnvSync:
         self.category = category
         self.never_synchronized = list(never_synchronized)
         #: Called by ``flask envsync worker`` before it takes jobs (recovery of interrupted work).
-        self.worker_start_hooks: list[Callable[[], None]] = []
+        self.worker_start_hooks: list[Callable[[], None]] = [_recover]
         if app is not None:
             self.init_app(app)
 
@@ -139,6 +139,12 @@ class EnvSync:
 
     def check_permission(self) -> bool:
         return bool(self.permission())
+
+
+def _recover() -> None:
+    from .service import recover
+
+    recover()
 
 
 def _get_state() -> EnvSyncState:

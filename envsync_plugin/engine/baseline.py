@@ -1,0 +1,76 @@
+"""The baseline: the fingerprint each synchronized record had on both sides after the last successful
+synchronization, kept in ``envsync_baseline(table_name, key, fingerprint)``.
+
+The comparison reads it to tell "the target changed since the last synchronization" (a conflict)
+from "only the source changed" (a modification); the apply records it after success.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Protocol
+
+import sqlalchemy as sa
+
+from .schema import LOOKUP_CHUNK, chunked
+
+
+class BaselineReader(Protocol):
+    """What the comparison needs of the baseline."""
+
+    def fingerprints(self, table_name: str, keys: list[str]) -> dict[str, str]:
+        """``{key_json: fingerprint}`` for those of ``keys`` (JSON keys) that have a baseline."""
+        ...
+
+
+class NoBaseline:
+    """No synchronization has succeeded yet: every differing record is a modification."""
+
+    def fingerprints(self, table_name: str, keys: list[str]) -> dict[str, str]:
+        return {}
+
+
+class SqlBaselineReader:
+    """The baseline table over a connection, read with batched ``IN`` lookups (one per comparison chunk)."""
+
+    def __init__(self, conn: sa.Connection, baseline_table: sa.Table) -> None:
+        self.conn = conn
+        self.table = baseline_table
+
+    def fingerprints(self, table_name: str, keys: list[str]) -> dict[str, str]:
+        t = self.table
+        found: dict[str, str] = {}
+        for part in chunked(keys):
+            stmt = sa.select(t.c.key, t.c.fingerprint).where(t.c.table_name == table_name, t.c.key.in_(part))
+            found.update(self.conn.execute(stmt).tuples())
+        return found
+
+
+def record_baseline(conn: sa.Connection, baseline_table: sa.Table,
+                    rows: Iterable[tuple[str, str, str | None]]) -> int:
+    """Upsert ``(table_name, key_json, fingerprint)`` rows into the baseline, in chunks, inside the
+    caller's transaction; a ``None`` fingerprint forgets the record (it was deleted). Returns the count.
+
+    Delete-then-insert keeps it portable across databases; the caller's transaction makes it atomic."""
+    t = baseline_table
+    total = 0
+    batch: dict[tuple[str, str], str | None] = {}  # the last fingerprint given for a record wins
+
+    def flush() -> None:
+        by_table: dict[str, list[str]] = {}
+        for table_name, key in batch:
+            by_table.setdefault(table_name, []).append(key)
+        for table_name, keys in by_table.items():
+            conn.execute(sa.delete(t).where(t.c.table_name == table_name, t.c.key.in_(keys)))
+        values = [{"table_name": n, "key": k, "fingerprint": f} for (n, k), f in batch.items() if f is not None]
+        if values:
+            conn.execute(sa.insert(t), values)
+        batch.clear()
+
+    for table_name, key, fingerprint in rows:
+        batch[(table_name, key)] = fingerprint
+        total += 1
+        if len(batch) >= LOOKUP_CHUNK:
+            flush()
+    if batch:
+        flush()
+    return total

@@ -1,0 +1,336 @@
+"""Reading module tables: reflection, a table's read plan, rows in key order, and their fingerprints.
+
+The comparison and the apply both read rows through here, so a fingerprint means the same thing
+wherever it is computed (and in the baseline recorded after each successful synchronization).
+
+Public helpers:
+
+- ``reflect(conn, names=None) -> dict[str, sa.Table]``: the tables of one database (``names`` and the
+  tables their foreign keys point at; ``None``: every table).
+- ``TablePlan.build(tables, module, spec, columns=None)``: how a module table is read on one side: the
+  selected columns (compared ones first, sorted by name so both sides agree whatever the physical
+  column order), the key, the owned file.
+- ``select_rows(plan, side, ...)``: the ``SELECT`` of a plan in key order (``COLLATE "C"`` on
+  PostgreSQL text keys, so the two sides and Python sort alike), with the module's row filter, a key
+  range or a key list.
+- ``read_fingerprints(conn, tables, module, spec, keys, media_root, side=None) -> {key_json: fingerprint}``:
+  what the apply re-checks before writing.
+- ``row_label(plan, row)``, ``media_path(plan, row)``: a change's label, an owned file's relative path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import sqlalchemy as sa
+
+from ..errors import EnvSyncError
+from ..modules import Side, SyncModule, SyncTable
+from .files import UnsafePath, relative_media_path, resolve_media_path
+from .fingerprint import file_digest, normalize
+from .types import encode_key
+
+#: The file digest of a row whose file path is unsafe (the file is never read).
+UNSAFE_FILE = "unsafe"
+
+#: How many values go in one ``IN (...)`` lookup (well under SQLite's and PostgreSQL's parameter limits).
+LOOKUP_CHUNK = 500
+
+_LABEL_COLUMNS = ("title", "name", "caption", "label")
+
+
+class SchemaMismatch(EnvSyncError):
+    """Raised when a module table is missing or has other columns or another key in one environment:
+    the two databases must be migrated to the same schema before they can be compared."""
+
+
+def reflect(conn: sa.Connection, names: Iterable[str] | None = None) -> dict[str, sa.Table]:
+    """The reflected tables of ``conn``'s database: ``names`` (plus the tables their foreign keys point
+    at), or every table when ``names`` is None. Raises SchemaMismatch naming a missing table."""
+    metadata = sa.MetaData()
+    if names is None:
+        metadata.reflect(conn)
+    else:
+        wanted = sorted(set(names))
+        existing = set(sa.inspect(conn).get_table_names())
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            raise SchemaMismatch(f"The table(s) {', '.join(missing)} do not exist in this database; "
+                                 "migrate both environments to the same version first.")
+        metadata.reflect(conn, only=wanted)
+    return dict(metadata.tables)
+
+
+def _fast_text(value: Any) -> str:
+    # normalize() for the two types that make up nearly every cell, without its isinstance chain.
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is int:
+        return str(value)
+    return normalize(value)
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """How one module table is read on one side.
+
+    ``columns``: the selected columns, the ``n_compared`` compared ones first (sorted by name), then the
+    ignored ones; a file-owning row with a folder gets its folder's name as one extra value at the end.
+    """
+
+    module: SyncModule
+    spec: SyncTable
+    table: sa.Table
+    columns: tuple[str, ...]
+    n_compared: int
+    pk: tuple[str, ...]
+    folder_table: sa.Table | None  # the FileSpec's folder table, when there is one
+
+    @classmethod
+    def build(cls, tables: Mapping[str, sa.Table], module: SyncModule, spec: SyncTable,
+              columns: Sequence[str] | None = None) -> TablePlan:
+        """The plan of ``spec`` over ``tables``; ``columns`` (another side's ``plan.columns``) forces
+        the same column order and raises SchemaMismatch if this side's table differs."""
+        if spec.name not in tables:
+            raise SchemaMismatch(f"The table {spec.name!r} does not exist in this database.")
+        table = tables[spec.name]
+        pk = tuple(column.name for column in table.primary_key.columns)
+        if not pk:
+            raise SchemaMismatch(f"The table {spec.name!r} has no primary key; envsync matches records by it.")
+        compared = sorted(c.name for c in table.columns if c.name not in spec.ignore)
+        ignored = sorted(c.name for c in table.columns if c.name in spec.ignore)
+        mine = tuple(compared + ignored)
+        if columns is not None and tuple(columns) != mine:
+            raise SchemaMismatch(
+                f"The table {spec.name!r} has different columns in the two environments "
+                f"({', '.join(sorted(set(columns) ^ set(mine))) or 'order of ignored columns'}); "
+                "migrate both to the same version first.")
+        folder_table = None
+        if spec.file is not None and spec.file.folder is not None:
+            folder_table = tables[spec.file.folder[1]]
+        return cls(module, spec, table, mine, len(compared), pk, folder_table)
+
+    # --- positions in a selected row -------------------------------------------------------
+
+    @property
+    def key_of(self) -> Callable[[Sequence[Any]], Any]:
+        """Row -> key value: a scalar for a one-column key, a tuple for a composite key."""
+        return itemgetter(*(self.columns.index(name) for name in self.pk))
+
+    def index(self, column: str) -> int:
+        return self.columns.index(column)
+
+    @property
+    def compared_names(self) -> tuple[str, ...]:
+        return self.columns[: self.n_compared]
+
+    @property
+    def string_key(self) -> bool:
+        return any(_is_string(self.table.c[name].type) for name in self.pk)
+
+    def encode(self, key: Any) -> str:
+        """A key value as stored in changes and the baseline (see types.encode_key)."""
+        return encode_key(list(key) if len(self.pk) > 1 else key)
+
+    def decode(self, key_json: str) -> Any:
+        from .types import decode_key
+
+        value = decode_key(key_json)
+        return tuple(value) if len(self.pk) > 1 else value
+
+    # --- fingerprints ---------------------------------------------------------------------------
+
+    def fingerprinter(self, media_root: Path) -> Callable[[Sequence[Any]], str]:
+        """Row -> fingerprint, byte for byte what fingerprint.row_fingerprint gives over the compared
+        columns and the owned file's digest, but as one hash over one joined string (the per-value
+        ``update`` calls cost more than the hashing on tables of millions of rows)."""
+        prefixes = tuple(name + "\x1f" for name in self.compared_names)
+        n = self.n_compared
+        blake2b = hashlib.blake2b
+        has_file = self.spec.file is not None
+
+        def fingerprint(row: Sequence[Any]) -> str:
+            text = "".join([p + _fast_text(v) + "\x1e" for p, v in zip(prefixes, row[:n], strict=False)])
+            if has_file:
+                text += "\x1dfile:" + self.file_digest(row, media_root)
+            return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+        return fingerprint
+
+    # --- owned files ------------------------------------------------------------------------------
+
+    def media_path(self, row: Sequence[Any]) -> str:
+        """The owned file's path relative to the media root; raises UnsafePath."""
+        file = self.spec.file
+        assert file is not None
+        folder = row[len(self.columns)] if file.folder is not None else None
+        if file.folder is not None and folder is None:
+            raise UnsafePath("the row's folder does not exist")
+        return relative_media_path(folder, row[self.index(file.name_column)])
+
+    def file_digest(self, row: Sequence[Any], media_root: Path) -> str:
+        try:
+            return file_digest(resolve_media_path(media_root, self.media_path(row)))
+        except UnsafePath:
+            return UNSAFE_FILE
+
+    # --- labels ---------------------------------------------------------------------------------
+
+    def label(self, row: Sequence[Any]) -> str:
+        """A human label: the file path for a file-owning row, else identity values and the first of
+        title/name/caption/label (deduplicated), else the key."""
+        if self.spec.file is not None:
+            try:
+                return self.media_path(row)
+            except UnsafePath:
+                return str(row[self.index(self.spec.file.name_column)])
+        parts: list[str] = []
+        for name in self.spec.identity:
+            parts.append(_text(row[self.index(name)]))
+        for name in _LABEL_COLUMNS:
+            if name in self.columns:
+                text = _text(row[self.index(name)])
+                if text and text not in parts:
+                    parts.append(text)
+                break
+        parts = [p for p in parts if p]
+        if parts:
+            return " — ".join(parts)
+        key = self.key_of(row)
+        return f"{noun(self.spec.name)} #{key if len(self.pk) == 1 else ', '.join(map(str, key))}"
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _is_string(type_: sa.types.TypeEngine) -> bool:
+    return isinstance(type_, sa.String | sa.Text | sa.Enum)
+
+
+def noun(table_name: str) -> str:
+    """A table name as the user says one record of it: "cms_pages" -> "CMS page", "categories" -> "category"."""
+    words = table_name.split("_")
+    last = words[-1]
+    if last.endswith("ies"):
+        last = last[:-3] + "y"
+    elif last.endswith("s") and not last.endswith("ss"):
+        last = last[:-1]
+    words[-1] = last
+    # A word without vowels is an acronym (cms, seo): shout it as the UI does.
+    return " ".join(w.upper() if not set(w) & set("aeiouy") else w for w in words)
+
+
+def row_filter(plan: TablePlan, side: Side | None) -> sa.ColumnElement[bool] | None:
+    """The module's row filter on this side: picker modules filter only once the user picked items."""
+    if side is None or plan.spec.where is None:
+        return None
+    if plan.module.picker is not None and side.picked is None:
+        return None
+    return plan.spec.where(plan.table, side)
+
+
+def _key_columns(plan: TablePlan, dialect: str) -> list[sa.ColumnElement[Any]]:
+    columns: list[sa.ColumnElement[Any]] = []
+    for name in plan.pk:
+        column: sa.ColumnElement[Any] = plan.table.c[name]
+        if dialect == "postgresql" and _is_string(plan.table.c[name].type):
+            # Byte order, as SQLite's BINARY and Python's str comparison: the merge relies on it.
+            column = column.collate("C")
+        columns.append(column)
+    return columns
+
+
+def key_condition(plan: TablePlan, dialect: str, low: Any = None, high: Any = None) -> sa.ColumnElement[bool] | None:
+    """``low <= key < high`` (either end None: open), in the same order as select_rows sorts."""
+    columns = _key_columns(plan, dialect)
+    key = columns[0] if len(columns) == 1 else sa.tuple_(*columns)
+    wrap = (lambda v: v) if len(columns) == 1 else (lambda v: sa.tuple_(*(sa.literal(x) for x in v)))
+    conditions = []
+    if low is not None:
+        conditions.append(key >= wrap(low))
+    if high is not None:
+        conditions.append(key < wrap(high))
+    return sa.and_(*conditions) if conditions else None
+
+
+def key_in(plan: TablePlan, keys: Sequence[Any]) -> sa.ColumnElement[bool]:
+    if len(plan.pk) == 1:
+        return plan.table.c[plan.pk[0]].in_(keys)
+    return sa.tuple_(*(plan.table.c[name] for name in plan.pk)).in_([tuple(k) for k in keys])
+
+
+def select_rows(plan: TablePlan, side: Side | None, dialect: str, *, low: Any = None, high: Any = None,
+                keys: Sequence[Any] | None = None, ordered: bool = True) -> sa.Select[Any]:
+    """The rows of ``plan`` on one side: its columns (plus the folder name), the row filter of ``side``
+    (None: no filter), an optional key range ``[low, high)`` or key list, in key order."""
+    table = plan.table
+    selected: list[sa.ColumnElement[Any]] = [table.c[name] for name in plan.columns]
+    from_: sa.FromClause = table
+    if plan.folder_table is not None:
+        fk_column, _folder_table, name_column = plan.spec.file.folder  # type: ignore[union-attr]
+        # An alias, so a row filter's own subquery on the folder table is never correlated with it.
+        folder = plan.folder_table.alias("envsync_folder")
+        folder_pk = list(plan.folder_table.primary_key.columns)[0].name
+        from_ = table.outerjoin(folder, table.c[fk_column] == folder.c[folder_pk])
+        selected.append(folder.c[name_column])
+    stmt = sa.select(*selected).select_from(from_)
+    condition = row_filter(plan, side)
+    if condition is not None:
+        stmt = stmt.where(condition)
+    range_condition = key_condition(plan, dialect, low, high)
+    if range_condition is not None:
+        stmt = stmt.where(range_condition)
+    if keys is not None:
+        stmt = stmt.where(key_in(plan, keys))
+    if ordered:
+        stmt = stmt.order_by(*_key_columns(plan, dialect))
+    return stmt
+
+
+def stream(conn: sa.Connection, stmt: sa.Executable, chunk_size: int) -> Iterator[Sequence[sa.Row[Any]]]:
+    """The rows of ``stmt`` in chunks, through a server-side cursor where the database has one, so
+    memory stays flat however large the table."""
+    result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(stmt)
+    try:
+        yield from result.partitions()
+    finally:
+        result.close()
+
+
+def chunked(items: Sequence[Any], size: int = LOOKUP_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def read_rows(conn: sa.Connection, plan: TablePlan, keys: Sequence[Any], side: Side | None = None
+              ) -> dict[Any, sa.Row[Any]]:
+    """The rows of ``keys`` (key values, not JSON) on one side, by key; batched ``IN`` lookups."""
+    dialect = conn.dialect.name
+    key_of = plan.key_of
+    found: dict[Any, sa.Row[Any]] = {}
+    for part in chunked(list(keys)):
+        for row in conn.execute(select_rows(plan, side, dialect, keys=part, ordered=False)):
+            found[key_of(row)] = row
+    return found
+
+
+def read_fingerprints(conn: sa.Connection, tables: Mapping[str, sa.Table], module: SyncModule,
+                      table_spec: SyncTable, keys: Iterable[str], media_root: Path,
+                      side: Side | None = None) -> dict[str, str]:
+    """The current fingerprints of the records ``keys`` (JSON keys, as in Change.key) of one table on
+    one environment: ``{key_json: fingerprint}``; a key absent from the result has no row (or its row
+    is outside ``side``'s row filter; ``side=None`` reads it whatever the filter).
+
+    The same fingerprints as the comparison computes, so the apply can detect a record that changed
+    since the comparison, and record the baseline after success."""
+    plan = TablePlan.build(tables, module, table_spec)
+    by_value = {plan.decode(key_json): key_json for key_json in keys}
+    fingerprint = plan.fingerprinter(media_root)
+    rows = read_rows(conn, plan, list(by_value), side)
+    return {by_value[key]: fingerprint(row) for key, row in rows.items() if key in by_value}

@@ -1,0 +1,405 @@
+"""Synchronizations: schedule the checked changes, run them all-or-nothing in a worker, cancel, revert,
+and recover what a lost Redis or a killed worker left behind. The database is the truth, Redis the transport."""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask import current_app
+
+from ..engine.types import Direction
+from ..errors import EnvSyncError, InvalidInput, NotAllowed, NotFound
+from ..extension import current_envsync
+from ..models import ComparisonStatus, SynchronizationStatus, Tab
+from .base import SynchronizationInfo, as_utc, connection, enqueue, format_datetime, queue, start_refusal, utcnow
+from .comparisons import get_comparison, selected_summary, source_side, target_side
+from .messages import set_synchronization_message
+
+#: A time this far in the past still counts as "now" (the form was filled in a minute ago).
+PAST_TOLERANCE = dt.timedelta(minutes=2)
+#: How often a running synchronization looks for a cancel request and beats its heart (seconds).
+CHECK_INTERVAL = 0.5
+ACTIVE = (SynchronizationStatus.SCHEDULED.value, SynchronizationStatus.RUNNING.value)
+
+TITLE_PROCESS = "Synchronization process"
+TITLE_SUCCESS = "Success: Synchronization process"
+TITLE_FAILURE = "FAILURE: Synchronization process"
+TITLE_CANCELED = "Canceled: Synchronization process"
+
+
+def parse_when(value: str | dt.datetime | None) -> dt.datetime:
+    """A schedule time in UTC: None is now; a time without a zone is in ENVSYNC_TIMEZONE."""
+    if value is None or value == "":
+        return utcnow()
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise InvalidInput(f"{value!r} is not a date and time; use e.g. 2026-12-24T18:00.") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=current_envsync.settings.timezone)
+    return value.astimezone(dt.UTC)
+
+
+def get_synchronization(synchronization_id: int) -> SynchronizationInfo:
+    t = current_envsync.tables.synchronizations
+    with connection() as conn:
+        row = conn.execute(sa.select(t).where(t.c.id == synchronization_id)).first()
+    if row is None:
+        raise NotFound(f"There is no synchronization #{synchronization_id}.")
+    return SynchronizationInfo.from_row(row)
+
+
+def active_synchronization() -> SynchronizationInfo | None:
+    t = current_envsync.tables.synchronizations
+    with connection() as conn:
+        row = conn.execute(sa.select(t).where(t.c.status.in_(ACTIVE)).order_by(t.c.id)).first()
+    return SynchronizationInfo.from_row(row) if row else None
+
+
+def _job_id(synchronization_id: int) -> str:
+    return f"envsync-synchronization-{synchronization_id}"
+
+
+def schedule_synchronization(comparison_id: int, *, at: str | dt.datetime | None = None, test_import: bool = False,
+                             user: str | None) -> SynchronizationInfo:
+    """Schedule the apply of a ready comparison's checked changes; refused with a reason otherwise."""
+    refusal = start_refusal()
+    if refusal:
+        raise NotAllowed(refusal)
+    comparison = get_comparison(comparison_id)
+    if comparison.status is not ComparisonStatus.READY:
+        raise NotAllowed(f"Comparison #{comparison_id} is {comparison.status.value}, not ready: "
+                         "a synchronization can be scheduled only from a ready comparison.")
+    when = parse_when(at)
+    now = utcnow()
+    if when < now - PAST_TOLERANCE:
+        raise InvalidInput(f"{format_datetime(when)} is in the past; choose a time from now on.")
+    when = max(when, now)
+    if not selected_summary(comparison_id):
+        raise InvalidInput(f"No change of comparison #{comparison_id} is checked: check the records to synchronize.")
+    t = current_envsync.tables.synchronizations
+    with current_envsync.redis.lock("envsync:schedule", timeout=30, blocking_timeout=30):
+        first = active_synchronization()
+        if first is not None:
+            raise NotAllowed(
+                f"Synchronization #{first.id} is already {first.status.value} (for "
+                f"{format_datetime(first.scheduled_at)}, by {first.requested_by or 'unknown'}); only one "
+                "synchronization may be scheduled or running at a time. Wait for it or cancel it."
+            )
+        with connection() as conn:
+            synchronization_id = conn.execute(t.insert().values(
+                comparison_id=comparison_id, status=SynchronizationStatus.SCHEDULED.value, test_import=test_import,
+                scheduled_at=when, requested_by=user, created_at=now)).inserted_primary_key[0]
+            conn.execute(t.update().where(t.c.id == synchronization_id).values(job_id=_job_id(synchronization_id)))
+            conn.commit()
+    info = get_synchronization(synchronization_id)
+    _process_message(info)
+    try:
+        _enqueue(info)
+    except Exception as exc:
+        _finish(info, SynchronizationStatus.FAILURE, error=f"It could not be queued: {exc}")
+        raise NotAllowed(f"The synchronization could not be queued (is Redis running?): {exc}") from exc
+    return info
+
+
+def _enqueue(info: SynchronizationInfo) -> None:
+    from ..jobs.synchronization import run_synchronization
+
+    at = info.scheduled_at if info.scheduled_at > utcnow() else None
+    enqueue(run_synchronization, info.id, job_id=_job_id(info.id), at=at)
+
+
+def cancel_synchronization(synchronization_id: int, *, user: str | None) -> SynchronizationInfo:
+    """Cancel a scheduled synchronization now, or ask a running one to stop and roll back at its next checkpoint."""
+    info = get_synchronization(synchronization_id)
+    if info.status.finished:
+        raise NotAllowed(f"Synchronization #{synchronization_id} has already ended ({info.status.value}); "
+                         "there is nothing to cancel.")
+    t = current_envsync.tables.synchronizations
+    now = utcnow()
+    with connection() as conn:
+        if info.status is SynchronizationStatus.SCHEDULED:
+            claimed = conn.execute(t.update().where(t.c.id == info.id, t.c.status == info.status.value).values(
+                status=SynchronizationStatus.CANCELED.value, canceled_by=user, canceled_at=now, finished_at=now))
+        else:
+            claimed = conn.execute(t.update().where(t.c.id == info.id, t.c.status == info.status.value).values(
+                canceled_by=user, canceled_at=now))
+        conn.commit()
+    if claimed.rowcount == 0:  # it changed state meanwhile: say what it is now
+        return cancel_synchronization(synchronization_id, user=user)
+    if info.status is SynchronizationStatus.SCHEDULED:
+        _remove_job(info.id)
+        info = get_synchronization(synchronization_id)
+        _message(info, TITLE_CANCELED, "info",
+                 f"Synchronization #{info.id} scheduled for {format_datetime(info.scheduled_at)} was canceled by "
+                 f"{user or 'unknown'} on {format_datetime(now)}. Nothing was applied.")
+    return get_synchronization(synchronization_id)
+
+
+def _remove_job(synchronization_id: int) -> None:
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    try:
+        job = Job.fetch(_job_id(synchronization_id), connection=current_envsync.redis)
+    except NoSuchJobError:
+        return
+    job.cancel()
+    job.delete()
+
+
+# --- the worker's side ----------------------------------------------------------------------------
+
+class _Checkpoint:
+    """Answers "was a cancel asked for?" and keeps the heartbeat fresh, at most every CHECK_INTERVAL."""
+
+    def __init__(self, synchronization_id: int) -> None:
+        self.synchronization_id = synchronization_id
+        self.last = 0.0
+        self.canceled = False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self.last >= CHECK_INTERVAL:
+            self.last = now
+            t = current_envsync.tables.synchronizations
+            with connection() as conn:
+                conn.execute(t.update().where(t.c.id == self.synchronization_id).values(heartbeat_at=utcnow()))
+                row = conn.execute(sa.select(t.c.canceled_at).where(t.c.id == self.synchronization_id)).first()
+                conn.commit()
+            self.canceled = row is not None and row.canceled_at is not None
+        return self.canceled
+
+
+def backup_folder(synchronization_id: int) -> Path:
+    return Path(current_app.instance_path) / "envsync-backups" / str(synchronization_id)
+
+
+def run_synchronization(synchronization_id: int) -> str:
+    """Apply a scheduled synchronization (the worker's side). Safe to run twice: only a scheduled one runs."""
+    from ..engine import apply as engine
+
+    t = current_envsync.tables.synchronizations
+    with connection() as conn:
+        claimed = conn.execute(t.update().where(
+            t.c.id == synchronization_id, t.c.status == SynchronizationStatus.SCHEDULED.value
+        ).values(status=SynchronizationStatus.RUNNING.value, started_at=utcnow(), heartbeat_at=utcnow()))
+        conn.commit()
+    info = get_synchronization(synchronization_id)
+    if claimed.rowcount == 0:
+        return info.status.value
+    _process_message(info)
+    comparison = get_comparison(info.comparison_id)
+    direction = comparison.direction
+    summary = {"modules": selected_summary(comparison.id), "direction": direction.value}
+    try:
+        items = _items(comparison.id)
+        modules = [current_envsync.modules[key] for key in comparison.modules]
+        result = engine.apply(
+            source_side(direction), target_side(direction), modules, items,
+            test_import=info.test_import, should_cancel=_Checkpoint(info.id),
+            backup_dir=None if info.test_import else backup_folder(info.id),
+        )
+    except engine.Canceled:
+        info = _finish(info, SynchronizationStatus.CANCELED, summary=summary)
+        _message(info, TITLE_CANCELED, "info",
+                 f"Synchronization #{info.id} was canceled by {info.canceled_by or 'unknown'} while it ran; "
+                 "everything it had done was rolled back: the target is exactly as it was.")
+        return info.status.value
+    except EnvSyncError as exc:
+        return _failed(info, str(exc), getattr(exc, "detail", None), summary)
+    except Exception as exc:  # noqa: BLE001 - any failure ends as FAILURE with its detail
+        return _failed(info, f"An unexpected error stopped it: {exc}", traceback.format_exc(), summary)
+    if not info.test_import:
+        _record_baseline(result)
+    summary["records"] = result.records[:1000]
+    summary["counts"] = result.counts
+    info = _finish(info, SynchronizationStatus.SUCCESS, summary=summary)
+    _success_message(info, direction)
+    return info.status.value
+
+
+def _items(comparison_id: int) -> list:
+    from ..engine.apply import ApplyItem
+
+    c = current_envsync.tables.changes
+    with connection() as conn:
+        rows = conn.execute(sa.select(c).where(c.c.comparison_id == comparison_id, c.c.selected.is_(True))
+                            .order_by(c.c.id)).all()
+    return [ApplyItem(module=row.module, table_name=row.table_name, key=row.key, action=row.action,
+                      source_fingerprint=row.source_fingerprint, target_fingerprint=row.target_fingerprint,
+                      label=row.label) for row in rows]
+
+
+def _record_baseline(result) -> None:  # noqa: ANN001
+    from ..engine.compare import record_baseline
+
+    with connection() as conn:
+        record_baseline(conn, current_envsync.tables.baseline, result.baseline)
+        conn.commit()
+
+
+def _finish(info: SynchronizationInfo, status: SynchronizationStatus, **values: object) -> SynchronizationInfo:
+    t = current_envsync.tables.synchronizations
+    with connection() as conn:
+        conn.execute(t.update().where(t.c.id == info.id).values(status=status.value, finished_at=utcnow(), **values))
+        conn.commit()
+    return get_synchronization(info.id)
+
+
+def _failed(info: SynchronizationInfo, reason: str, detail: str | None, summary: dict) -> str:
+    info = _finish(info, SynchronizationStatus.FAILURE, error=reason, error_detail=detail, summary=summary)
+    kind = " (test import)" if info.test_import else ""
+    _message(info, TITLE_FAILURE, "failure",
+             f"Synchronization #{info.id}{kind} failed: {reason} Nothing was applied: the target environment "
+             "is exactly as it was before.")
+    _mail(info, "synchronization_failure", f"{TITLE_FAILURE}{kind}")
+    return info.status.value
+
+
+def _success_message(info: SynchronizationInfo, direction: Direction) -> None:
+    lines = [f"{module}: " + ", ".join(f"{Tab(tab).title.lower()} {count}" for tab, count in tabs.items())
+             for module, tabs in info.summary.get("modules", {}).items()]
+    if info.test_import:
+        body = (f"Test import of synchronization #{info.id} ({direction.arrow}) completed: every change was "
+                "executed and checked, then rolled back; nothing was saved. It would apply: " + "; ".join(lines))
+        title = f"{TITLE_SUCCESS} (test import)"
+    else:
+        body = (f"Synchronization #{info.id} ({direction.arrow}) was completed successfully and the planned changes "
+                "have been applied: " + "; ".join(lines))
+        title = TITLE_SUCCESS
+    _message(info, title, "success", body)
+    _mail(info, "synchronization_success", title)
+
+
+def _process_message(info: SynchronizationInfo) -> None:
+    kind = " (test import)" if info.test_import else ""
+    if info.status is SynchronizationStatus.RUNNING:
+        body = f"Synchronization #{info.id}{kind} is running since {format_datetime(info.started_at)}."
+    else:
+        body = (f"Synchronization #{info.id}{kind} is scheduled for {format_datetime(info.scheduled_at)} by "
+                f"{info.requested_by or 'unknown'}.")
+    _message(info, TITLE_PROCESS, "info", body)
+
+
+def _message(info: SynchronizationInfo, title: str, level: str, body: str) -> None:
+    set_synchronization_message(info.id, title=title, level=level, body=body, recipient=info.requested_by)
+
+
+def _mail(info: SynchronizationInfo, template: str, subject: str) -> None:
+    from ..mail import send
+
+    comparison = get_comparison(info.comparison_id)
+    summary_rows = [(module, [(Tab(tab).title, count) for tab, count in tabs.items()])
+                    for module, tabs in info.summary.get("modules", {}).items()]
+    link = f"{comparison.base_url or ''}/admin/synchronization/messages/"
+    error = send(template, info.requested_by, subject, synchronization=info, direction=comparison.direction,
+                 summary_rows=summary_rows, link=link)
+    if error:
+        t = current_envsync.tables.synchronizations
+        with connection() as conn:
+            conn.execute(t.update().where(t.c.id == info.id).values(mail_error=error))
+            conn.commit()
+        m = current_envsync.tables.messages
+        with connection() as conn:
+            conn.execute(m.update().where(m.c.synchronization_id == info.id).values(
+                body=m.c.body + f" (Note: {error})"))
+            conn.commit()
+
+
+# --- recovery on worker start --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Recovery:
+    requeued: list[int]
+    failed: list[int]
+    files_finished: int
+
+
+def recover() -> Recovery:
+    """Make Redis agree with the database: re-queue scheduled synchronizations whose job was lost, end
+    as FAILURE the running ones whose worker died, and finish file moves interrupted after a commit."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job, JobStatus
+
+    from ..engine.apply import finish_pending_file_moves
+
+    files = sum(finish_pending_file_moves(current_envsync.environments[name].media_root)
+                for name in current_envsync.environments.names)
+    requeued, failed = [], []
+    t = current_envsync.tables.synchronizations
+    with connection() as conn:
+        rows = conn.execute(sa.select(t).where(t.c.status.in_(ACTIVE)).order_by(t.c.id)).all()
+    redis = current_envsync.redis
+    for row in rows:
+        info = SynchronizationInfo.from_row(row)
+        try:
+            job = Job.fetch(_job_id(info.id), connection=redis)
+            status = job.get_status()
+        except NoSuchJobError:
+            job, status = None, None
+        if info.status is SynchronizationStatus.SCHEDULED:
+            if job is None or status in (JobStatus.CANCELED, JobStatus.FAILED, JobStatus.STOPPED):
+                if job is not None:
+                    job.delete()
+                _enqueue(info)
+                requeued.append(info.id)
+        elif job is None or not _worker_alive(job):
+            _failed(info, "The worker running it stopped before it finished (it was killed or lost its Redis "
+                          "server); its database transaction was rolled back.", None,
+                    {"modules": selected_summary(info.comparison_id)})
+            failed.append(info.id)
+    return Recovery(requeued, failed, files)
+
+
+def _worker_alive(job) -> bool:  # noqa: ANN001
+    """Whether the worker that holds ``job`` still runs (a killed worker's record lingers in Redis)."""
+    import os
+
+    from rq import Worker
+
+    if not job.worker_name:
+        return False
+    for worker in Worker.all(connection=current_envsync.redis):
+        if worker.name != job.worker_name:
+            continue
+        if worker.hostname == socket.gethostname() and worker.pid:
+            try:
+                os.kill(worker.pid, 0)
+            except ProcessLookupError:
+                return False
+        return True
+    return False
+
+
+def wait_for_synchronization(synchronization_id: int, timeout: float | None = None) -> SynchronizationInfo:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        info = get_synchronization(synchronization_id)
+        if info.status.finished:
+            return info
+        if deadline is not None and time.monotonic() > deadline:
+            raise NotAllowed(f"Synchronization #{synchronization_id} is still {info.status.value} after {timeout:.0f} s.")
+        time.sleep(0.2)
+
+
+def list_synchronizations(limit: int = 100) -> list[SynchronizationInfo]:
+    t = current_envsync.tables.synchronizations
+    with connection() as conn:
+        rows = conn.execute(sa.select(t).order_by(t.c.id.desc()).limit(limit)).all()
+    return [SynchronizationInfo.from_row(row) for row in rows]
+
+
+__all__ = [
+    "Recovery", "active_synchronization", "backup_folder", "cancel_synchronization", "get_synchronization",
+    "list_synchronizations", "parse_when", "recover", "run_synchronization", "schedule_synchronization",
+    "wait_for_synchronization",
+]
+_ = (as_utc, queue)
