@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Iterator
 
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 from rq import Queue
 from rq.job import Job
 
@@ -47,11 +49,18 @@ class EmbeddedRedis:
     def client(self) -> Redis:
         return Redis(unix_socket_path=str(self.socket))
 
+    def _probe(self) -> Redis:
+        # Must answer at once: redis-py's default client retries with a backoff of seconds.
+        return Redis(unix_socket_path=str(self.socket), retry=Retry(NoBackoff(), 0), socket_connect_timeout=2)
+
     def is_running(self) -> bool:
+        probe = self._probe()
         try:
-            return bool(self.client().ping())
+            return bool(probe.ping())
         except (RedisConnectionError, OSError):
             return False
+        finally:
+            probe.close()
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -106,7 +115,7 @@ class EmbeddedRedis:
         if not self.is_running():
             return False
         try:
-            self.client().shutdown(nosave=False)
+            self._probe().shutdown(nosave=False)
         except (RedisConnectionError, OSError):
             pass
         deadline = time.monotonic() + 10
