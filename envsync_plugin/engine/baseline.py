@@ -41,7 +41,7 @@ class SqlBaselineReader:
         found: dict[str, str] = {}
         for part in chunked(keys):
             stmt = sa.select(t.c.key, t.c.fingerprint).where(t.c.table_name == table_name, t.c.key.in_(part))
-            found.update(self.conn.execute(stmt).tuples())
+            found.update((key, fingerprint) for key, fingerprint in self.conn.execute(stmt))
         return found
 
 

@@ -8,14 +8,18 @@ Public helpers:
 - ``reflect(conn, names=None) -> dict[str, sa.Table]``: the tables of one database (``names`` and the
   tables their foreign keys point at; ``None``: every table).
 - ``TablePlan.build(tables, module, spec, columns=None)``: how a module table is read on one side: the
-  selected columns (compared ones first, sorted by name so both sides agree whatever the physical
-  column order), the key, the owned file.
+  selected columns (compared ones first, in the same order on both sides), the key, the owned file.
 - ``select_rows(plan, side, ...)``: the ``SELECT`` of a plan in key order (``COLLATE "C"`` on
   PostgreSQL text keys, so the two sides and Python sort alike), with the module's row filter, a key
   range or a key list.
 - ``read_fingerprints(conn, tables, module, spec, keys, media_root, side=None) -> {key_json: fingerprint}``:
   what the apply re-checks before writing.
-- ``row_label(plan, row)``, ``media_path(plan, row)``: a change's label, an owned file's relative path.
+- ``plan.fingerprinter(media_root)``, ``plan.label(row)``, ``plan.media_path(row)``: a row's fingerprint,
+  its label, its owned file's relative path.
+
+A fingerprint is fingerprint.row_fingerprint over the table's compared columns in the table's own
+column order and the owned file's digest (MISSING_FILE when the file or its folder row is missing,
+UNSAFE_FILE when its path is unsafe), on the values SQLAlchemy returns for the reflected types.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import sqlalchemy as sa
 from ..errors import EnvSyncError
 from ..modules import Side, SyncModule, SyncTable
 from .files import UnsafePath, relative_media_path, resolve_media_path
-from .fingerprint import file_digest, normalize
+from .fingerprint import MISSING_FILE, file_digest, normalize
 from .types import encode_key
 
 #: The file digest of a row whose file path is unsafe (the file is never read).
@@ -79,8 +83,9 @@ def _fast_text(value: Any) -> str:
 class TablePlan:
     """How one module table is read on one side.
 
-    ``columns``: the selected columns, the ``n_compared`` compared ones first (sorted by name), then the
-    ignored ones; a file-owning row with a folder gets its folder's name as one extra value at the end.
+    ``columns``: the selected columns, the ``n_compared`` compared ones first, then the ignored ones; a
+    file-owning row with a folder gets its folder's name as one extra value at the end.
+    ``fingerprint_order``: the positions of the compared columns in this side's own column order.
     """
 
     module: SyncModule
@@ -90,30 +95,35 @@ class TablePlan:
     n_compared: int
     pk: tuple[str, ...]
     folder_table: sa.Table | None  # the FileSpec's folder table, when there is one
+    fingerprint_order: tuple[int, ...]
 
     @classmethod
     def build(cls, tables: Mapping[str, sa.Table], module: SyncModule, spec: SyncTable,
               columns: Sequence[str] | None = None) -> TablePlan:
         """The plan of ``spec`` over ``tables``; ``columns`` (another side's ``plan.columns``) forces
-        the same column order and raises SchemaMismatch if this side's table differs."""
+        the same selected columns (so rows of both sides compare as tuples) and raises SchemaMismatch
+        if this side's table has other columns."""
         if spec.name not in tables:
             raise SchemaMismatch(f"The table {spec.name!r} does not exist in this database.")
         table = tables[spec.name]
         pk = tuple(column.name for column in table.primary_key.columns)
         if not pk:
             raise SchemaMismatch(f"The table {spec.name!r} has no primary key; envsync matches records by it.")
-        compared = sorted(c.name for c in table.columns if c.name not in spec.ignore)
-        ignored = sorted(c.name for c in table.columns if c.name in spec.ignore)
+        compared = [c.name for c in table.columns if c.name not in spec.ignore]
+        ignored = [c.name for c in table.columns if c.name in spec.ignore]
         mine = tuple(compared + ignored)
-        if columns is not None and tuple(columns) != mine:
-            raise SchemaMismatch(
-                f"The table {spec.name!r} has different columns in the two environments "
-                f"({', '.join(sorted(set(columns) ^ set(mine))) or 'order of ignored columns'}); "
-                "migrate both to the same version first.")
+        if columns is not None:
+            if set(columns) != set(mine):
+                raise SchemaMismatch(
+                    f"The table {spec.name!r} has different columns in the two environments "
+                    f"({', '.join(sorted(set(columns) ^ set(mine)))}); migrate both to the same version first.")
+            mine = tuple(columns)
+        selected_compared = mine[: len(compared)]
+        order = tuple(selected_compared.index(name) for name in compared)
         folder_table = None
         if spec.file is not None and spec.file.folder is not None:
             folder_table = tables[spec.file.folder[1]]
-        return cls(module, spec, table, mine, len(compared), pk, folder_table)
+        return cls(module, spec, table, mine, len(compared), pk, folder_table, order)
 
     # --- positions in a selected row -------------------------------------------------------
 
@@ -149,13 +159,15 @@ class TablePlan:
         """Row -> fingerprint, byte for byte what fingerprint.row_fingerprint gives over the compared
         columns and the owned file's digest, but as one hash over one joined string (the per-value
         ``update`` calls cost more than the hashing on tables of millions of rows)."""
-        prefixes = tuple(name + "\x1f" for name in self.compared_names)
-        n = self.n_compared
+        names = self.compared_names
+        order = self.fingerprint_order
+        prefixes = tuple(names[i] + "\x1f" for i in order)
+        pick = itemgetter(*order) if len(order) > 1 else (lambda row: (row[order[0]],))
         blake2b = hashlib.blake2b
         has_file = self.spec.file is not None
 
         def fingerprint(row: Sequence[Any]) -> str:
-            text = "".join([p + _fast_text(v) + "\x1e" for p, v in zip(prefixes, row[:n], strict=False)])
+            text = "".join([p + _fast_text(v) + "\x1e" for p, v in zip(prefixes, pick(row), strict=True)])
             if has_file:
                 text += "\x1dfile:" + self.file_digest(row, media_root)
             return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
@@ -164,18 +176,20 @@ class TablePlan:
 
     # --- owned files ------------------------------------------------------------------------------
 
-    def media_path(self, row: Sequence[Any]) -> str:
-        """The owned file's path relative to the media root; raises UnsafePath."""
+    def media_path(self, row: Sequence[Any]) -> str | None:
+        """The owned file's path relative to the media root (None: its folder row is missing);
+        raises UnsafePath."""
         file = self.spec.file
         assert file is not None
         folder = row[len(self.columns)] if file.folder is not None else None
         if file.folder is not None and folder is None:
-            raise UnsafePath("the row's folder does not exist")
+            return None
         return relative_media_path(folder, row[self.index(file.name_column)])
 
     def file_digest(self, row: Sequence[Any], media_root: Path) -> str:
         try:
-            return file_digest(resolve_media_path(media_root, self.media_path(row)))
+            path = self.media_path(row)
+            return MISSING_FILE if path is None else file_digest(resolve_media_path(media_root, path))
         except UnsafePath:
             return UNSAFE_FILE
 
@@ -183,12 +197,13 @@ class TablePlan:
 
     def label(self, row: Sequence[Any]) -> str:
         """A human label: the file path for a file-owning row, else identity values and the first of
-        title/name/caption/label (deduplicated), else the key."""
+        title/name/caption/label (deduplicated), else a text key itself, else "<noun> #<key>"."""
         if self.spec.file is not None:
             try:
-                return self.media_path(row)
+                path = self.media_path(row)
             except UnsafePath:
-                return str(row[self.index(self.spec.file.name_column)])
+                path = None
+            return path or str(row[self.index(self.spec.file.name_column)])
         parts: list[str] = []
         for name in self.spec.identity:
             parts.append(_text(row[self.index(name)]))
@@ -202,7 +217,9 @@ class TablePlan:
         if parts:
             return " — ".join(parts)
         key = self.key_of(row)
-        return f"{noun(self.spec.name)} #{key if len(self.pk) == 1 else ', '.join(map(str, key))}"
+        shown = str(key) if len(self.pk) == 1 else ", ".join(map(str, key))
+        # A text key (a setting's name) says what the record is; a number needs the table's noun.
+        return shown if self.string_key else f"{noun(self.spec.name)} #{shown}"
 
 
 def _text(value: Any) -> str:

@@ -1,0 +1,712 @@
+"""The comparison: which records of the source differ from the target, and in which tab each goes.
+
+Pure: SQLAlchemy Core and files in, ``Change`` dataclasses out (no Flask, RQ or mail).
+
+Public API::
+
+    compare(source, target, modules, *, mode, picked, baseline, progress=None, chunk_size=2000,
+            ranges=None) -> Iterator[Change]
+    count_records(source, target, modules, *, picked, ranges=None) -> dict[module_key, int]
+    split_key_ranges(side, module, table_name, parts, *, picked=None) -> list[KeyRange]
+    field_diff(source, target, module, table_name, key_json, *, picked=None) -> RecordDiff
+    referenced_folders(side, modules) -> set[str]
+
+``source``/``target`` are ``EnvironmentSide`` values (name, engine, media_root; environments.Environment
+has the same shape). ``picked`` maps a picker module's key to the names the user picked (missing or
+None: all). ``baseline`` is a baseline.BaselineReader (SqlBaselineReader, or NoBaseline); baseline.record_baseline
+(re-exported here with them) upserts it after a successful synchronization.
+
+How it works: each module table is read once per side, in primary-key order and in chunks (server-side
+cursors where the database has them), and the two sorted streams are merged, so memory stays flat
+however large the tables. Rows whose compared values are equal are dropped without hashing; the rest
+are gathered ``chunk_size`` at a time and resolved with batched lookups (baseline, identities,
+referenced parents, children of deleted records) before their changes are yielded. See DESIGN.md,
+"Semantics (contract)", for the tabs.
+
+Progress counts rows read on both sides: ``count_records`` gives the matching totals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import sqlalchemy as sa
+
+from ..modules import Side, SyncModule, SyncTable
+from .baseline import BaselineReader, NoBaseline, SqlBaselineReader, record_baseline
+from .files import UnsafePath, relative_media_path, resolve_media_path
+from .fingerprint import normalize
+from .schema import (
+    TablePlan,
+    chunked,
+    noun,
+    read_rows,
+    reflect,
+    row_filter,
+    select_rows,
+    stream,
+)
+from .types import Change, Mode, Progress, RecordRef
+
+__all__ = [
+    "BaselineReader", "EnvironmentSide", "FieldDiff", "KeyRange", "NoBaseline", "RecordDiff", "SqlBaselineReader",
+    "compare", "count_records", "field_diff", "record_baseline", "referenced_folders", "split_key_ranges",
+]
+
+
+@dataclass
+class EnvironmentSide:
+    """What the engine needs of one environment."""
+
+    name: str
+    engine: sa.Engine
+    media_root: Path
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    """Keys ``low <= key < high`` of one table (None: open end), in the order the comparison reads
+    them. Ranges that tile the key space give, together, exactly the changes of one whole run."""
+
+    low: Any = None
+    high: Any = None
+
+
+@dataclass
+class FieldDiff:
+    """One column of a record on both sides; ``ignored`` columns are shown but never compared."""
+
+    column: str
+    source_value: Any
+    target_value: Any
+    changed: bool
+    ignored: bool = False
+
+
+@dataclass
+class RecordDiff:
+    """A record field by field (and, for a file-owning row, its two files)."""
+
+    table_name: str
+    key: str
+    label: str
+    source_exists: bool
+    target_exists: bool
+    fields: list[FieldDiff]
+    source_file: str | None = None  # relative to the source's media root
+    target_file: str | None = None
+    file_changed: bool = False
+
+    @property
+    def changed_columns(self) -> list[str]:
+        return [f.column for f in self.fields if f.changed]
+
+
+# What the merge found for one key, before its batch is resolved.
+_NEW, _DELETED, _BOTH = "new", "deleted", "both"
+
+
+@dataclass
+class _Found:
+    kind: str
+    key: Any
+    s_row: Sequence[Any] | None
+    t_row: Sequence[Any] | None
+    s_fp: str | None = None
+    t_fp: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    selectable: bool = True
+    needs: list[RecordRef] = field(default_factory=list)
+
+
+_OTHER = SyncModule("envsync_other", "Not synchronized", tables=[SyncTable("envsync_other")])
+
+
+class _Comparison:
+    """One comparison run: both sides' connections and reflected tables, and per-table read plans."""
+
+    def __init__(self, stack: contextlib.ExitStack, source: EnvironmentSide, target: EnvironmentSide,
+                 modules: Sequence[SyncModule], mode: Mode, picked: Mapping[str, frozenset[str] | None],
+                 baseline: BaselineReader, progress: Progress | None, chunk_size: int) -> None:
+        self.source, self.target = source, target
+        self.modules = list(modules)
+        self.mode = Mode(mode)
+        self.baseline = baseline
+        self.progress = progress
+        self.chunk_size = chunk_size
+        # A stream connection and a lookup connection per side: lookups run while a stream is open.
+        self.s_stream = stack.enter_context(source.engine.connect())
+        self.t_stream = stack.enter_context(target.engine.connect())
+        self.s_conn = stack.enter_context(source.engine.connect())
+        self.t_conn = stack.enter_context(target.engine.connect())
+        self.s_dialect = self.s_conn.dialect.name
+        self.t_dialect = self.t_conn.dialect.name
+        self.s_tables = reflect(self.s_conn)
+        self.t_tables = reflect(self.t_conn)
+        self.compared: dict[str, tuple[SyncModule, SyncTable]] = {
+            spec.name: (module, spec) for module in self.modules for spec in module.tables}
+        self.picked = {m.key: (frozenset(picked[m.key]) if picked.get(m.key) is not None else None)
+                       for m in self.modules}
+        self.s_sides = {m.key: Side(self.s_tables, self.picked[m.key]) for m in self.modules}
+        self.t_sides = {m.key: Side(self.t_tables, self.picked[m.key]) for m in self.modules}
+        self._plans: dict[tuple[str, str], TablePlan] = {}
+        # Tables whose rows name a media folder (the FileSpec folder tables): their names must be safe.
+        self.folder_columns: dict[str, str] = {}
+        for module in self.modules:
+            for spec in module.tables:
+                if spec.file is not None and spec.file.folder is not None:
+                    self.folder_columns[spec.file.folder[1]] = spec.file.folder[2]
+        self.done: dict[str, int] = defaultdict(int)
+        self.totals: dict[str, int] = {}
+
+    # --- plans ------------------------------------------------------------------------------------
+
+    def plan(self, side: str, table_name: str) -> TablePlan:
+        """The read plan of any table on "s" or "t" (a table outside the comparison gets no filter)."""
+        cached = self._plans.get((side, table_name))
+        if cached is None:
+            module, spec = self.compared.get(table_name, (_OTHER, SyncTable(table_name)))
+            if side == "s":
+                cached = TablePlan.build(self.s_tables, module, spec)
+            else:
+                # Compared tables must match column for column; others are only looked at.
+                same = self.plan("s", table_name).columns if table_name in self.compared else None
+                cached = TablePlan.build(self.t_tables, module, spec, same)
+            self._plans[(side, table_name)] = cached
+        return cached
+
+    def side_filter(self, side: str, table_name: str) -> Side | None:
+        if table_name not in self.compared:
+            return None
+        key = self.compared[table_name][0].key
+        return (self.s_sides if side == "s" else self.t_sides)[key]
+
+    # --- the merge ----------------------------------------------------------------------------------
+
+    def _partitions(self, conn: sa.Connection, stmt: sa.Select[Any], module_key: str) -> Iterator[Sequence[Any]]:
+        for part in stream(conn, stmt, self.chunk_size):
+            self.done[module_key] += len(part)
+            if self.progress is not None:
+                self.progress(module_key, self.done[module_key], self.totals.get(module_key, 0))
+            yield part
+
+    def table_changes(self, module: SyncModule, spec: SyncTable, key_range: KeyRange) -> Iterator[Change]:
+        s_plan, t_plan = self.plan("s", spec.name), self.plan("t", spec.name)
+        s_stmt = select_rows(s_plan, self.s_sides[module.key], self.s_dialect, low=key_range.low, high=key_range.high)
+        t_stmt = select_rows(t_plan, self.t_sides[module.key], self.t_dialect, low=key_range.low, high=key_range.high)
+        s_iter = itertools.chain.from_iterable(self._partitions(self.s_stream, s_stmt, module.key))
+        t_iter = itertools.chain.from_iterable(self._partitions(self.t_stream, t_stmt, module.key))
+
+        key_of = s_plan.key_of
+        n = s_plan.n_compared
+        new_only = self.mode is Mode.NEW
+        # File-owning rows are always resolved: their file bytes are content the row values don't show.
+        resolve_all = spec.file is not None
+        whole_row = n == len(s_plan.columns) and not resolve_all
+        identity_at = [s_plan.index(name) for name in spec.identity]
+        batch: list[_Found] = []
+        chunk = self.chunk_size
+        nothing: Any = None
+
+        s = next(s_iter, nothing)
+        t = next(t_iter, nothing)
+        # Hot loop: one key comparison and one tuple comparison per row; everything else is batched.
+        while s is not None and t is not None:
+            ks = key_of(s)
+            kt = key_of(t)
+            if ks == kt:
+                if new_only:
+                    # Only a different record under the same key concerns "only new records".
+                    if identity_at and any(s[i] != t[i] for i in identity_at):
+                        batch.append(_Found(_BOTH, ks, s, t))
+                elif resolve_all or (s != t if whole_row else s[:n] != t[:n]):
+                    batch.append(_Found(_BOTH, ks, s, t))
+                s = next(s_iter, nothing)
+                t = next(t_iter, nothing)
+            elif ks < kt:
+                batch.append(_Found(_NEW, ks, s, None))
+                s = next(s_iter, nothing)
+            else:
+                if not new_only:
+                    batch.append(_Found(_DELETED, kt, None, t))
+                t = next(t_iter, nothing)
+            if len(batch) >= chunk:
+                yield from self.resolve(module, spec, batch)
+                batch = []
+        while s is not None:
+            batch.append(_Found(_NEW, key_of(s), s, None))
+            s = next(s_iter, nothing)
+            if len(batch) >= chunk:
+                yield from self.resolve(module, spec, batch)
+                batch = []
+        while t is not None and not new_only:
+            batch.append(_Found(_DELETED, key_of(t), None, t))
+            t = next(t_iter, nothing)
+            if len(batch) >= chunk:
+                yield from self.resolve(module, spec, batch)
+                batch = []
+        if batch:
+            yield from self.resolve(module, spec, batch)
+
+    # --- resolving a batch ----------------------------------------------------------------------
+
+    def resolve(self, module: SyncModule, spec: SyncTable, batch: list[_Found]) -> Iterator[Change]:
+        s_plan, t_plan = self.plan("s", spec.name), self.plan("t", spec.name)
+        s_fp = s_plan.fingerprinter(self.source.media_root)
+        t_fp = t_plan.fingerprinter(self.target.media_root)
+        S, T = self.source.name, self.target.name
+        what = noun(spec.name)
+
+        kept: list[_Found] = []
+        for found in batch:
+            if found.s_row is not None:
+                found.s_fp = s_fp(found.s_row)
+            if found.t_row is not None:
+                found.t_fp = t_fp(found.t_row)
+            if found.kind == _BOTH and found.s_fp == found.t_fp and self.mode is Mode.ALL:
+                continue  # the values differed only in their Python types (e.g. across databases)
+            self._check_paths(s_plan, found)
+            kept.append(found)
+        if not kept:
+            return
+
+        base = self.baseline.fingerprints(spec.name, [s_plan.encode(f.key) for f in kept])
+        identity_at = [s_plan.index(name) for name in spec.identity]
+        taken = self._identities_in_target(t_plan, [f for f in kept if f.kind == _NEW]) if identity_at else {}
+
+        out: list[_Found] = []
+        for found in kept:
+            key_json = s_plan.encode(found.key)
+            known = base.get(key_json)
+            if found.kind == _BOTH:
+                s_ident = tuple(found.s_row[i] for i in identity_at)  # type: ignore[index]
+                t_ident = tuple(found.t_row[i] for i in identity_at)  # type: ignore[index]
+                if s_ident != t_ident:
+                    found.reasons.append(
+                        f"A different {what} ({_describe(spec.identity, t_ident)} on {T}, "
+                        f"{_describe(spec.identity, s_ident)} on {S}) has the same ID {_show(found.key)}.")
+                elif self.mode is Mode.NEW or found.s_fp == found.t_fp:
+                    continue
+                if known is not None and known != found.t_fp:
+                    found.reasons.append(f"It was changed on {T} after the last synchronization; "
+                                         f"applying it would overwrite that change.")
+            elif found.kind == _NEW:
+                if identity_at:
+                    ident = tuple(found.s_row[i] for i in identity_at)  # type: ignore[index]
+                    other = taken.get(ident)
+                    if other is not None:
+                        found.reasons.append(
+                            f"The same {what} ({_describe(spec.identity, ident)}) already exists on {T} "
+                            f"under another ID ({_show(other)}).")
+                if known is not None:
+                    found.reasons.append(f"It was deleted on {T} after the last synchronization.")
+            elif known is not None and known != found.t_fp:
+                found.reasons.append(f"It was changed on {T} after the last synchronization; "
+                                     f"deleting it would lose that change.")
+            out.append(found)
+
+        writes = [f for f in out if f.kind != _DELETED]
+        if writes:
+            self._check_parents(s_plan, writes)
+            if module.media_references is not None:
+                self._check_media(module, s_plan, writes)
+        deletions = [f for f in out if f.kind == _DELETED]
+        if deletions:
+            self._check_children(t_plan, deletions)
+
+        for found in out:
+            row = found.s_row if found.s_row is not None else found.t_row
+            action = {"new": "insert", "deleted": "delete", "both": "update"}[found.kind]
+            tab = "conflict" if found.reasons else ("modified" if found.kind == _BOTH else found.kind)
+            yield Change(
+                module=module.key, table_name=spec.name, key=s_plan.encode(found.key), tab=tab, action=action,
+                label=(s_plan if found.s_row is not None else t_plan).label(row),  # type: ignore[arg-type]
+                source_fingerprint=found.s_fp, target_fingerprint=found.t_fp,
+                reason=" ".join(found.reasons) or None, selectable=found.selectable,
+                needs=_unique(found.needs))
+
+    def _check_paths(self, plan: TablePlan, found: _Found) -> None:
+        """A file or folder name that could leave the media root makes the change unselectable."""
+        rows = [(r, side) for r, side in ((found.s_row, self.source.name), (found.t_row, self.target.name))
+                if r is not None]
+        for row, side_name in rows:
+            try:
+                if plan.spec.file is not None:
+                    plan.media_path(row)
+                elif plan.spec.name in self.folder_columns:
+                    # Checked as a folder holding a file, so the message speaks of the folder name.
+                    relative_media_path(row[plan.index(self.folder_columns[plan.spec.name])], "file")
+            except UnsafePath as exc:
+                found.reasons.append(f"It cannot be synchronized safely: on {side_name}, {exc}.")
+                found.selectable = False
+                return
+
+    def _identities_in_target(self, t_plan: TablePlan, new: list[_Found]) -> dict[tuple[Any, ...], Any]:
+        """{identity: target key} for the new records whose identity the target holds under another key
+        (batched ``IN`` lookups over the whole target table, whatever the row filter: unique
+        constraints span the table)."""
+        identity = t_plan.spec.identity
+        at = [t_plan.index(name) for name in identity]
+        wanted = sorted({tuple(f.s_row[i] for i in at) for f in new}, key=repr)  # type: ignore[index]
+        table = t_plan.table
+        pk = [table.c[name] for name in t_plan.pk]
+        columns = [table.c[name] for name in identity]
+        found: dict[tuple[Any, ...], Any] = {}
+        for part in chunked(wanted):
+            if len(columns) == 1:
+                condition = columns[0].in_([v[0] for v in part])
+            else:
+                condition = sa.tuple_(*columns).in_(list(part))
+            for row in self.t_conn.execute(sa.select(*columns, *pk).where(condition)):
+                key = row[len(columns)] if len(pk) == 1 else tuple(row[len(columns):])
+                found[tuple(row[: len(columns)])] = key
+        return found
+
+    def _check_parents(self, s_plan: TablePlan, writes: list[_Found]) -> None:
+        """Every parent a written row points at (its foreign keys) must be in the target or come with
+        this comparison (then it goes in ``needs``); else the change is an unselectable conflict."""
+        T = self.target.name
+        for fk in s_plan.table.foreign_key_constraints:
+            if len(fk.columns) != 1:
+                continue  # composite foreign keys: not used by any module table yet
+            column = list(fk.columns)[0].name
+            parent_name = fk.referred_table.name
+            parent_column = fk.elements[0].column.name
+            at = s_plan.index(column)
+            values = {f.s_row[at] for f in writes} - {None}  # type: ignore[index]
+            if not values or parent_name not in self.t_tables:
+                continue
+            present = self._values_in(self.t_conn, self.t_tables[parent_name], parent_column, values, None)
+            missing = values - present
+            if not missing:
+                continue
+            brought: dict[Any, Any] = {}
+            if parent_name in self.compared:
+                brought = self._keys_by_value(self.s_conn, self.plan("s", parent_name), parent_column, missing,
+                                              self.side_filter("s", parent_name))
+            absent = missing - set(brought)
+            labels = self._parent_labels(parent_name, parent_column, absent) if absent else {}
+            p_plan = self.plan("s", parent_name)
+            for f in writes:
+                value = f.s_row[at]  # type: ignore[index]
+                if value in brought:
+                    f.needs.append(RecordRef(parent_name, p_plan.encode(brought[value])))
+                elif value in absent:
+                    f.selectable = False
+                    f.reasons.append(
+                        f"It uses the {noun(parent_name)} {labels.get(value, _show(value))}, which is not on {T} "
+                        f"and does not come with this comparison{self._hint(parent_name)}.")
+
+    def _hint(self, table_name: str) -> str:
+        """What the user can do about a missing record of ``table_name``."""
+        if table_name not in self.compared:
+            return ""
+        module = self.compared[table_name][0]
+        if module.picker is not None and self.picked[module.key] is not None:
+            return f" (pick its {module.picker.label.rstrip('s')} too)"
+        return ""
+
+    def _parent_labels(self, parent_name: str, parent_column: str, values: set[Any]) -> dict[Any, str]:
+        """Labels of missing parents as the source has them ("ID 12 (mobile_app/x.png)")."""
+        plan = self.plan("s", parent_name)
+        if plan.pk != (parent_column,):
+            return {}
+        rows = read_rows(self.s_conn, plan, sorted(values, key=repr))
+        labels = {key: plan.label(row) for key, row in rows.items()}
+        # A label that only repeats the key ("gallery image #3" of a table outside the comparison) says nothing.
+        return {key: f"{_show(key)} ({label})" for key, label in labels.items()
+                if label not in (_show(key), f"{noun(parent_name)} #{_show(key)}")}
+
+    def _values_in(self, conn: sa.Connection, table: sa.Table, column: str, values: set[Any],
+                   condition: sa.ColumnElement[bool] | None) -> set[Any]:
+        present: set[Any] = set()
+        for part in chunked(sorted(values, key=repr)):
+            stmt = sa.select(table.c[column]).where(table.c[column].in_(part))
+            if condition is not None:
+                stmt = stmt.where(condition)
+            present.update(conn.execute(stmt).scalars())
+        return present
+
+    def _keys_by_value(self, conn: sa.Connection, plan: TablePlan, column: str, values: set[Any],
+                       side: Side | None) -> dict[Any, Any]:
+        """{column value: key} of the rows of ``plan`` (with ``side``'s row filter) holding ``values``."""
+        table = plan.table
+        condition = row_filter(plan, side)
+        found: dict[Any, Any] = {}
+        for part in chunked(sorted(values, key=repr)):
+            stmt = sa.select(table.c[column], *(table.c[name] for name in plan.pk)).where(table.c[column].in_(part))
+            if condition is not None:
+                stmt = stmt.where(condition)
+            for row in conn.execute(stmt):
+                found[row[0]] = row[1] if len(plan.pk) == 1 else tuple(row[1:])
+        return found
+
+    def _check_media(self, module: SyncModule, s_plan: TablePlan, writes: list[_Found]) -> None:
+        """Files named inside values (the module's media_references hook) must be in the target's media
+        folder or come with this comparison (then the image goes in ``needs``); else a conflict."""
+        assert module.media_references is not None
+        S, T = self.source.name, self.target.name
+        wanted: dict[int, list[str]] = {}
+        all_paths: set[str] = set()
+        for i, f in enumerate(writes):
+            values = dict(zip(s_plan.columns, f.s_row, strict=False))  # type: ignore[arg-type]
+            paths = [str(p) for p in module.media_references(s_plan.spec.name, values)]
+            if paths:
+                wanted[i] = paths
+                all_paths.update(paths)
+        if not all_paths:
+            return
+        missing: set[str] = set()
+        unsafe: set[str] = set()
+        for path in all_paths:
+            try:
+                if not resolve_media_path(self.target.media_root, path).is_file():
+                    missing.add(path)
+            except UnsafePath:
+                unsafe.add(path)
+        brought = self._files_in_source(missing) if missing else {}
+        for i, paths in wanted.items():
+            f = writes[i]
+            for path in paths:
+                if path in unsafe:
+                    f.reasons.append(f"It points at {path!r}, which is outside the media folder.")
+                elif path in brought:
+                    f.needs.append(brought[path])
+                elif path in missing:
+                    folder = path.split("/")[0] if "/" in path else None
+                    hint = f" (pick the folder “{folder}”)" if folder else ""
+                    f.reasons.append(f"It points at {path}, which is not on {T} and does not come with this "
+                                     f"comparison from {S}{hint}.")
+
+    def _files_in_source(self, paths: set[str]) -> dict[str, RecordRef]:
+        """{relative path: record} of the file-owning rows of this comparison (row filter applied) that
+        own one of ``paths``."""
+        found: dict[str, RecordRef] = {}
+        names = sorted({p.rsplit("/", 1)[-1] for p in paths})
+        for table_name, (module, spec) in self.compared.items():
+            if spec.file is None:
+                continue
+            plan = self.plan("s", table_name)
+            key_of = plan.key_of
+            for part in chunked(names):
+                stmt = select_rows(plan, self.s_sides[module.key], self.s_dialect, ordered=False)
+                stmt = stmt.where(plan.table.c[spec.file.name_column].in_(part))
+                for row in self.s_conn.execute(stmt):
+                    try:
+                        path = plan.media_path(row)
+                    except UnsafePath:
+                        continue
+                    if path in paths:
+                        found[path] = RecordRef(table_name, plan.encode(key_of(row)))
+        return found
+
+    def _check_children(self, t_plan: TablePlan, deletions: list[_Found]) -> None:
+        """A deleted record's children in the target must go too: children that this comparison deletes
+        or points elsewhere go in ``needs``; any other child makes the deletion an unselectable conflict."""
+        parent_name = t_plan.spec.name
+        T = self.target.name
+        keys = {f.key for f in deletions}
+        by_key = {f.key: f for f in deletions}
+        for child_name, child in self.t_tables.items():
+            for fk in child.foreign_key_constraints:
+                if len(fk.columns) != 1 or fk.referred_table.name != parent_name:
+                    continue
+                column = list(fk.columns)[0].name
+                if fk.elements[0].column.name not in t_plan.pk or len(t_plan.pk) != 1:
+                    continue
+                # Children in the target, and those of them this comparison reads (row filter applied).
+                rows = self._child_rows(child, column, keys, None)
+                if not rows:
+                    continue
+                compared_keys: set[Any] = set()
+                source_rows: dict[Any, Any] = {}
+                if child_name in self.compared:
+                    c_plan = self.plan("t", child_name)
+                    s_plan = self.plan("s", child_name)
+                    condition = row_filter(c_plan, self.side_filter("t", child_name))
+                    compared_keys = set(self._child_rows(child, column, keys, condition))
+                    source_rows = read_rows(self.s_conn, s_plan, sorted(compared_keys, key=repr),
+                                            self.side_filter("s", child_name))
+                blocking: dict[Any, int] = defaultdict(int)
+                for child_key, parent_key in rows.items():
+                    if child_key in compared_keys:
+                        s_row = source_rows.get(child_key)
+                        # Deleted too, or updated to point elsewhere: it goes with this deletion.
+                        if s_row is None or s_row[s_plan.index(column)] != parent_key:
+                            by_key[parent_key].needs.append(RecordRef(child_name, s_plan.encode(child_key)))
+                            continue
+                    blocking[parent_key] += 1
+                for parent_key, count in blocking.items():
+                    f = by_key[parent_key]
+                    f.selectable = False
+                    f.reasons.append(
+                        f"{count} {noun(child_name)}{'s' if count > 1 else ''} on {T} still "
+                        f"{'use' if count > 1 else 'uses'} it and {'are' if count > 1 else 'is'} not deleted "
+                        f"by this comparison{self._hint(child_name)}.")
+
+    def _child_rows(self, child: sa.Table, column: str, parent_keys: set[Any],
+                    condition: sa.ColumnElement[bool] | None) -> dict[Any, Any]:
+        """{child key: parent key} of the target's rows of ``child`` pointing at ``parent_keys`` (a
+        child table without a primary key is keyed by row number: it only counts)."""
+        pk = list(child.primary_key.columns)
+        found: dict[Any, Any] = {}
+        for part in chunked(sorted(parent_keys, key=repr)):
+            stmt = sa.select(*pk, child.c[column]).where(child.c[column].in_(part))
+            if condition is not None:
+                stmt = stmt.where(condition)
+            for row in self.t_conn.execute(stmt):
+                key = row[0] if len(pk) == 1 else tuple(row[: len(pk)]) if pk else len(found)
+                found[key] = row[len(pk)]
+        return found
+
+
+def _describe(names: Sequence[str], values: Sequence[Any]) -> str:
+    return ", ".join(f"{name} {value!r}" if isinstance(value, str) else f"{name} {value}"
+                     for name, value in zip(names, values, strict=True))
+
+
+def _show(key: Any) -> str:
+    return ", ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+
+
+def _unique(refs: list[RecordRef]) -> list[RecordRef]:
+    return list(dict.fromkeys(refs))
+
+
+def _tables_to_compare(modules: Sequence[SyncModule], ranges: Mapping[str, KeyRange] | None
+                       ) -> Iterator[tuple[SyncModule, SyncTable, KeyRange]]:
+    for module in modules:
+        for spec in module.tables:
+            if ranges is None:
+                yield module, spec, KeyRange()
+            elif spec.name in ranges:
+                yield module, spec, ranges[spec.name]
+
+
+def compare(source: EnvironmentSide, target: EnvironmentSide, modules: Sequence[SyncModule], *, mode: Mode,
+            picked: Mapping[str, frozenset[str] | None], baseline: BaselineReader,
+            progress: Progress | None = None, chunk_size: int = 2000,
+            ranges: Mapping[str, KeyRange] | None = None) -> Iterator[Change]:
+    """The changes that would make ``target`` look like ``source`` for ``modules`` (parents first, as
+    the modules declare their tables), one ``Change`` at a time.
+
+    ``ranges``: None compares every table of ``modules``; ``{table_name: KeyRange}`` compares only those
+    tables, each within its key range (to split a large table across jobs; see split_key_ranges).
+    ``progress(module_key, rows_read, rows_total)`` is called once per chunk read.
+    Raises schema.SchemaMismatch if a table differs between the two databases.
+    """
+    with contextlib.ExitStack() as stack:
+        run = _Comparison(stack, source, target, modules, mode, picked, baseline, progress, chunk_size)
+        if progress is not None:
+            run.totals = _count(run, modules, ranges)
+        for module, spec, key_range in _tables_to_compare(modules, ranges):
+            yield from run.table_changes(module, spec, key_range)
+
+
+def _count(run: _Comparison, modules: Sequence[SyncModule], ranges: Mapping[str, KeyRange] | None) -> dict[str, int]:
+    totals = {module.key: 0 for module in modules}
+    for module, spec, key_range in _tables_to_compare(modules, ranges):
+        for side, conn, sides, dialect in (("s", run.s_conn, run.s_sides, run.s_dialect),
+                                           ("t", run.t_conn, run.t_sides, run.t_dialect)):
+            stmt = select_rows(run.plan(side, spec.name), sides[module.key], dialect,
+                               low=key_range.low, high=key_range.high, ordered=False)
+            totals[module.key] += conn.execute(sa.select(sa.func.count()).select_from(stmt.subquery())).scalar_one()
+    return totals
+
+
+def count_records(source: EnvironmentSide, target: EnvironmentSide, modules: Sequence[SyncModule], *,
+                  picked: Mapping[str, frozenset[str] | None],
+                  ranges: Mapping[str, KeyRange] | None = None) -> dict[str, int]:
+    """{module key: rows compare() will read on both sides} (row filters and ranges applied): the
+    totals of its progress."""
+    with contextlib.ExitStack() as stack:
+        run = _Comparison(stack, source, target, modules, Mode.ALL, picked, NoBaseline(), None, 1)
+        return _count(run, modules, ranges)
+
+
+def split_key_ranges(side: EnvironmentSide, module: SyncModule, table_name: str, parts: int, *,
+                     picked: frozenset[str] | None = None) -> list[KeyRange]:
+    """``parts`` key ranges of about the same number of ``side``'s rows that together cover every key
+    (the first and last are open-ended, so keys only the other side has are covered too)."""
+    spec = module.table(table_name)
+    with side.engine.connect() as conn:
+        tables = reflect(conn, [table_name] + ([spec.file.folder[1]] if spec.file and spec.file.folder else []))
+        plan = TablePlan.build(tables, module, spec)
+        dialect = conn.dialect.name
+        stmt = select_rows(plan, Side(tables, picked), dialect)
+        total = conn.execute(sa.select(sa.func.count()).select_from(stmt.order_by(None).subquery())).scalar_one()
+        step = -(-total // max(parts, 1)) if total else 0
+        bounds: list[Any] = []
+        for offset in range(step, total, step or 1):
+            row = conn.execute(stmt.limit(1).offset(offset)).first()
+            if row is not None:
+                bounds.append(plan.key_of(row))
+    edges = [None, *bounds, None]
+    return [KeyRange(low, high) for low, high in itertools.pairwise(edges)]
+
+
+def field_diff(source: EnvironmentSide, target: EnvironmentSide, module: SyncModule, table_name: str,
+               key_json: str) -> RecordDiff:
+    """One record field by field on both sides (on demand, for the review's diff view), read whatever
+    the module's row filter."""
+    spec = module.table(table_name)
+    names = [table_name] + ([spec.file.folder[1]] if spec.file and spec.file.folder else [])
+    rows: list[tuple[TablePlan, Sequence[Any] | None]] = []
+    s_plan: TablePlan | None = None
+    for env in (source, target):
+        with env.engine.connect() as conn:
+            plan = TablePlan.build(reflect(conn, names), module, spec, s_plan.columns if s_plan else None)
+            s_plan = s_plan or plan
+            key = plan.decode(key_json)
+            rows.append((plan, read_rows(conn, plan, [key]).get(key)))
+    (s_plan, s_row), (t_plan, t_row) = rows
+    fields = []
+    for i, name in enumerate(s_plan.columns):
+        s_value = s_row[i] if s_row is not None else None
+        t_value = t_row[i] if t_row is not None else None
+        ignored = i >= s_plan.n_compared
+        changed = (s_row is None) != (t_row is None) or normalize(s_value) != normalize(t_value)
+        fields.append(FieldDiff(name, s_value, t_value, changed and not ignored, ignored))
+    diff = RecordDiff(table_name, key_json, (s_plan.label(s_row) if s_row is not None else
+                                             t_plan.label(t_row) if t_row is not None else key_json),
+                      s_row is not None, t_row is not None, fields)
+    if spec.file is not None:
+        digests = []
+        for plan, row, env, attr in ((s_plan, s_row, source, "source_file"), (t_plan, t_row, target, "target_file")):
+            if row is None:
+                digests.append(None)
+                continue
+            try:
+                setattr(diff, attr, plan.media_path(row))
+            except UnsafePath:
+                pass
+            digests.append(plan.file_digest(row, env.media_root))
+        diff.file_changed = digests[0] != digests[1]
+    return diff
+
+
+def referenced_folders(side: EnvironmentSide, modules: Iterable[SyncModule]) -> set[str]:
+    """The media folders the rows of ``modules`` point at through their media_references hooks (system
+    config's mobile-app JSONs -> {"mobile_app"}): what the settings page pre-selects."""
+    folders: set[str] = set()
+    with side.engine.connect() as conn:
+        for module in modules:
+            if module.media_references is None:
+                continue
+            names = [spec.name for spec in module.tables]
+            tables = reflect(conn, names + [s.file.folder[1] for s in module.tables if s.file and s.file.folder])
+            for spec in module.tables:
+                plan = TablePlan.build(tables, module, spec)
+                stmt = select_rows(plan, Side(tables, None), conn.dialect.name)
+                for part in stream(conn, stmt, 2000):
+                    for row in part:
+                        for path in module.media_references(spec.name, dict(zip(plan.columns, row, strict=False))):
+                            head, _, rest = str(path).partition("/")
+                            if rest:
+                                folders.add(head)
+    return folders
