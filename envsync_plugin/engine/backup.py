@@ -48,6 +48,7 @@ class BackupRecord:
     before: dict[str, Any] | None
     after: str | None
     file: str | None = None
+    label: str = ""
 
 
 class BackupStore(Protocol):
@@ -126,7 +127,8 @@ class FolderBackupStore:
             for record in records:
                 before = None if record.before is None else {k: encode_value(v) for k, v in record.before.items()}
                 out.write(json.dumps({"table": record.table_name, "key": record.key, "action": record.action,
-                                      "before": before, "after": record.after, "file": record.file}))
+                                      "before": before, "after": record.after, "file": record.file,
+                                      "label": record.label}))
                 out.write("\n")
         for relative, current in files.items():
             copy = resolve_media_path(folder / "files", relative)
@@ -147,7 +149,7 @@ class FolderBackupStore:
                 before = data["before"]
                 yield BackupRecord(data["table"], data["key"], data["action"],
                                    None if before is None else {k: decode_value(v) for k, v in before.items()},
-                                   data["after"], data["file"])
+                                   data["after"], data["file"], data.get("label", ""))
 
     def file(self, backup_id: str, relative: str) -> Path:
         return resolve_media_path(self._folder(backup_id) / "files", relative)
