@@ -184,3 +184,117 @@ def smtp_server() -> Iterator[Mailbox]:
     controller.start()
     yield Mailbox("127.0.0.1", port, messages)
     controller.stop()
+
+
+# --- the example host, a worker in its own process ------------------------------------------------
+
+@dataclass
+class Host:
+    """A PROD instance of the example shop: its environment variables (FLASK_*) and its app."""
+
+    env: dict[str, str]
+    instance: Path
+    prod: Side
+    test: Side
+    mailbox: Mailbox
+
+    def app(self, **overrides):
+        """A new app object for this host, configured exactly as a worker process sees it."""
+        import json
+
+        from example_host import create_app
+
+        old = {key: os.environ.get(key) for key in self.env}
+        os.environ.update(self.env)
+        try:
+            config = {key[len("FLASK_"):]: json.loads(value) if value[:1] in "{[" else value
+                      for key, value in self.env.items() if key.startswith("FLASK_")}
+            config.update(overrides)
+            return create_app(config)
+        finally:
+            for key, value in old.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+@pytest.fixture
+def host(shop_pair, redis_url, smtp_server, tmp_path) -> Iterator[Host]:
+    """The example shop's PROD instance over ``shop_pair`` (SQLite or PostgreSQL), with the embedded or
+    the system Redis and a real SMTP server; envsync's tables created in the PROD database."""
+    import json
+
+    prod, test = shop_pair
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    env = {
+        "EXAMPLE_HOST_INSTANCE_PATH": str(instance),
+        "FLASK_SECRET_KEY": "tests",
+        "FLASK_ENVSYNC_ENVIRONMENTS": json.dumps({
+            "PROD": {"database_url": prod.url, "media_root": str(prod.media_root)},
+            "TEST": {"database_url": test.url, "media_root": str(test.media_root)},
+        }),
+        "FLASK_ENVSYNC_CURRENT_ENVIRONMENT": "PROD",
+        "FLASK_SQLALCHEMY_DATABASE_URI": prod.url,
+        "FLASK_MAIL_SERVER": smtp_server.host,
+        "FLASK_MAIL_PORT": str(smtp_server.port),
+        "FLASK_ENVSYNC_MAIL_SENDER": "envsync@shop.example",
+    }
+    if redis_url:
+        env["FLASK_ENVSYNC_REDIS_URL"] = redis_url
+    result = Host(env, instance, prod, test, smtp_server)
+    app = result.app()
+    with app.app_context():
+        from envsync_plugin import service
+
+        service.init_db()
+    yield result
+    if not redis_url:
+        from envsync_plugin.queue import embedded_redis_for
+
+        embedded_redis_for(instance).stop()
+
+
+@dataclass
+class WorkerProcess:
+    process: object
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@pytest.fixture
+def start_worker(host, tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory: start ``flask envsync worker`` for ``host`` in its own process (stopped at the end)."""
+    import signal
+    import subprocess
+    import sys
+
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str) -> WorkerProcess:
+        log = tmp_path / f"worker-{len(started)}.log"
+        env = {**os.environ, **host.env}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "example_host", "envsync", "worker", *args],
+            env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        started.append(process)
+        return WorkerProcess(process, log)
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=15)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def worker(start_worker) -> WorkerProcess:
+    """A worker running for the whole test."""
+    return start_worker()

@@ -331,7 +331,7 @@ def recover() -> Recovery:
 
     from ..engine.apply import finish_pending_file_moves
 
-    files = sum(finish_pending_file_moves(current_envsync.environments[name].media_root)
+    files = sum(len(finish_pending_file_moves(current_envsync.environments[name]))
                 for name in current_envsync.environments.names)
     requeued, failed = [], []
     t = current_envsync.tables.synchronizations
