@@ -270,3 +270,24 @@ def messages_command(as_json: bool) -> None:
              m.synchronization_id, "comparison_id": m.comparison_id, "updated_at": m.updated_at} for m in messages]
     emit(as_json, data, lambda: "\n".join(
         f"{service.format_datetime(m.updated_at)}  {m.title}\n    {m.body}" for m in messages) or "No messages.")
+
+
+@envsync_group.command("revert")
+@click.argument("synchronization_id", type=int)
+@click.option("--wait", is_flag=True, help="Wait until the revert has run.")
+@_user_option
+@json_option
+@reasons
+def revert_command(synchronization_id: int, wait: bool, user: str | None, as_json: bool) -> None:
+    """Restore the target as it was before a successful synchronization."""
+    from . import service
+
+    info = service.revert_synchronization(synchronization_id, user=user)
+    if wait:
+        info = service.wait_for_revert(synchronization_id)
+        if info.status.value != "reverted":
+            message = service.synchronization_message(synchronization_id)
+            raise EnvSyncError(message.body if message else "The revert did not complete.")
+        emit(as_json, _synchronization_data(info), f"Synchronization #{info.id} reverted.")
+        return
+    emit(as_json, _synchronization_data(info), f"Revert of synchronization #{info.id} queued.")

@@ -24,10 +24,11 @@ class SynchronizationStatus(enum.StrEnum):
     SUCCESS = "success"
     FAILURE = "failure"
     CANCELED = "canceled"
+    REVERTED = "reverted"  # it succeeded, then its changes were undone by a revert
 
     @property
     def finished(self) -> bool:
-        return self in (SynchronizationStatus.SUCCESS, SynchronizationStatus.FAILURE, SynchronizationStatus.CANCELED)
+        return self not in (SynchronizationStatus.SCHEDULED, SynchronizationStatus.RUNNING)
 
 
 class Tab(enum.StrEnum):
@@ -124,6 +125,8 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("canceled_by", sa.String(255), nullable=True),
         sa.Column("canceled_at", _utc(), nullable=True),  # set while running: a cancel was asked for
         sa.Column("heartbeat_at", _utc(), nullable=True),
+        sa.Column("reverted_by", sa.String(255), nullable=True),
+        sa.Column("reverted_at", _utc(), nullable=True),
         sa.Column("summary", sa.JSON, nullable=True),
         sa.Column("error", sa.Text, nullable=True),
         sa.Column("error_detail", sa.Text, nullable=True),

@@ -298,3 +298,36 @@ def start_worker(host, tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
 def worker(start_worker) -> WorkerProcess:
     """A worker running for the whole test."""
     return start_worker()
+
+
+@pytest.fixture
+def demo(host) -> Host:
+    """``host`` with the example shop's demo data in both environments (TEST = PROD + documented differences)."""
+    from example_host.demo_data import seed
+
+    seed(host.prod.engine, host.test.engine, host.prod.media_root, host.test.media_root, reset=True)
+    with host.app().app_context():
+        from envsync_plugin import service
+
+        service.init_db()
+    return host
+
+
+def snapshot(side: Side, tables: list[str] | None = None) -> dict[str, object]:
+    """Every row of every table (or of ``tables``) and every media file's bytes hash: equal snapshots
+    mean the environment is exactly as it was."""
+    import hashlib
+
+    inspector = sa.inspect(side.engine)
+    names = sorted(tables if tables is not None else inspector.get_table_names())
+    result: dict[str, object] = {}
+    with side.engine.connect() as conn:
+        for name in names:
+            table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+            rows = conn.execute(sa.select(table)).all()
+            result[name] = sorted(repr(tuple(row)) for row in rows)
+    result["__media__"] = {
+        str(path.relative_to(side.media_root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(side.media_root.rglob("*")) if path.is_file()
+    }
+    return result

@@ -140,6 +140,8 @@ class SynchronizationInfo:
     error: str | None
     error_detail: str | None
     mail_error: str | None
+    reverted_by: str | None = None
+    reverted_at: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: sa.Row) -> SynchronizationInfo:
@@ -149,6 +151,7 @@ class SynchronizationInfo:
             created_at=as_utc(row.created_at), started_at=as_utc(row.started_at), finished_at=as_utc(row.finished_at),
             canceled_by=row.canceled_by, canceled_at=as_utc(row.canceled_at), summary=dict(row.summary or {}),
             error=row.error, error_detail=row.error_detail, mail_error=row.mail_error,
+            reverted_by=row.reverted_by, reverted_at=as_utc(row.reverted_at),
         )
 
 

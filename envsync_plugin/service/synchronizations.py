@@ -178,8 +178,13 @@ class _Checkpoint:
         return self.canceled
 
 
+def backup_root() -> Path:
+    """Where the backups for revert live: the instance folder, outside both media roots."""
+    return Path(current_app.instance_path) / "envsync-backups"
+
+
 def backup_folder(synchronization_id: int) -> Path:
-    return Path(current_app.instance_path) / "envsync-backups" / str(synchronization_id)
+    return backup_root() / str(synchronization_id)
 
 
 def run_synchronization(synchronization_id: int) -> str:
@@ -219,7 +224,7 @@ def run_synchronization(synchronization_id: int) -> str:
         return _failed(info, f"An unexpected error stopped it: {exc}", traceback.format_exc(), summary)
     if not info.test_import:
         _record_baseline(result)
-    summary["records"] = result.records[:1000]
+    summary["records"] = [record._asdict() for record in result.records[:1000]]
     summary["counts"] = result.counts
     info = _finish(info, SynchronizationStatus.SUCCESS, summary=summary)
     _success_message(info, direction)
@@ -331,8 +336,10 @@ def recover() -> Recovery:
 
     from ..engine.apply import finish_pending_file_moves
 
-    files = sum(len(finish_pending_file_moves(current_envsync.environments[name]))
-                for name in current_envsync.environments.names)
+    recoveries = [recovery for name in current_envsync.environments.names
+                  for recovery in finish_pending_file_moves(current_envsync.environments[name])]
+    committed = {recovery.sync_id for recovery in recoveries if recovery.committed}
+    files = sum(recovery.files_moved + recovery.files_removed for recovery in recoveries)
     requeued, failed = [], []
     t = current_envsync.tables.synchronizations
     with connection() as conn:
@@ -351,6 +358,11 @@ def recover() -> Recovery:
                     job.delete()
                 _enqueue(info)
                 requeued.append(info.id)
+        elif str(info.id) in committed:
+            # It died after its database commit: the journal's file moves were just finished.
+            info = _finish(info, SynchronizationStatus.SUCCESS, summary={
+                "modules": selected_summary(info.comparison_id), "completed_after_restart": True})
+            _success_message(info, get_comparison(info.comparison_id).direction)
         elif job is None or not _worker_alive(job):
             _failed(info, "The worker running it stopped before it finished (it was killed or lost its Redis "
                           "server); its database transaction was rolled back.", None,
@@ -390,6 +402,82 @@ def wait_for_synchronization(synchronization_id: int, timeout: float | None = No
         time.sleep(0.2)
 
 
+# --- revert -----------------------------------------------------------------------------------------
+
+TITLE_REVERT = "Revert: Synchronization process"
+
+
+def revert_synchronization(synchronization_id: int, *, user: str | None) -> SynchronizationInfo:
+    """Queue the revert of a successful synchronization: the target goes back to its state before it."""
+    refusal = start_refusal()
+    if refusal:
+        raise NotAllowed(refusal)
+    info = get_synchronization(synchronization_id)
+    if info.status is not SynchronizationStatus.SUCCESS or info.test_import:
+        what = "a test import, which saved nothing" if info.test_import else info.status.value
+        raise NotAllowed(f"Synchronization #{info.id} is {what}; only a successful synchronization can be reverted.")
+    first = active_synchronization()
+    if first is not None:
+        raise NotAllowed(f"Synchronization #{first.id} is {first.status.value}; revert when it has ended.")
+    from ..jobs.synchronization import run_revert
+
+    _message(info, TITLE_REVERT, "info", f"The revert of synchronization #{info.id} was asked for by "
+                                         f"{user or 'unknown'}; it runs now.")
+    enqueue(run_revert, info.id, user, job_id=f"envsync-revert-{info.id}")
+    return info
+
+
+def run_revert(synchronization_id: int, user: str | None) -> str:
+    """The worker's side of a revert: all or nothing, refused if the target changed since."""
+    from ..engine import apply as engine
+
+    info = get_synchronization(synchronization_id)
+    if info.status is not SynchronizationStatus.SUCCESS:
+        return info.status.value
+    direction = get_comparison(info.comparison_id).direction
+    try:
+        result = engine.revert(target_side(direction), list(current_envsync.modules),
+                               engine.FolderBackupStore(backup_root()), str(info.id))
+    except EnvSyncError as exc:
+        _message(info, f"FAILURE: {TITLE_REVERT}", "failure",
+                 f"The revert of synchronization #{info.id} was refused: {exc} Nothing was changed.")
+        return "failure"
+    with connection() as conn:
+        from ..engine.compare import record_baseline
+
+        record_baseline(conn, current_envsync.tables.baseline, result.baseline)
+        t = current_envsync.tables.synchronizations
+        conn.execute(t.update().where(t.c.id == info.id).values(
+            status=SynchronizationStatus.REVERTED.value, reverted_by=user, reverted_at=utcnow()))
+        conn.commit()
+    undone = ", ".join(f"{action} {count}" for action, count in result.reverted.items() if count)
+    _message(get_synchronization(info.id), f"Success: {TITLE_REVERT}", "success",
+             f"Synchronization #{info.id} was reverted by {user or 'unknown'}: {direction.target} is back to its "
+             f"state before it ({undone or 'nothing to undo'}).")
+    return "success"
+
+
+def wait_for_revert(synchronization_id: int, timeout: float | None = None) -> SynchronizationInfo:
+    """Wait until the queued revert has run: reverted, or refused (its message says why)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        message = synchronization_message(synchronization_id)
+        if message is not None and message.title in (f"Success: {TITLE_REVERT}", f"FAILURE: {TITLE_REVERT}"):
+            return get_synchronization(synchronization_id)
+        if deadline is not None and time.monotonic() > deadline:
+            raise NotAllowed(f"The revert of synchronization #{synchronization_id} has not run after {timeout:.0f} s.")
+        time.sleep(0.2)
+
+
+def synchronization_message(synchronization_id: int):  # noqa: ANN201
+    from .base import MessageInfo
+
+    m = current_envsync.tables.messages
+    with connection() as conn:
+        row = conn.execute(sa.select(m).where(m.c.synchronization_id == synchronization_id)).first()
+    return MessageInfo.from_row(row) if row else None
+
+
 def list_synchronizations(limit: int = 100) -> list[SynchronizationInfo]:
     t = current_envsync.tables.synchronizations
     with connection() as conn:
@@ -399,7 +487,7 @@ def list_synchronizations(limit: int = 100) -> list[SynchronizationInfo]:
 
 __all__ = [
     "Recovery", "active_synchronization", "backup_folder", "cancel_synchronization", "get_synchronization",
-    "list_synchronizations", "parse_when", "recover", "run_synchronization", "schedule_synchronization",
-    "wait_for_synchronization",
+    "list_synchronizations", "parse_when", "recover", "revert_synchronization", "run_revert", "run_synchronization",
+    "schedule_synchronization", "synchronization_message", "wait_for_revert", "wait_for_synchronization",
 ]
 _ = (as_utc, queue)
