@@ -44,6 +44,7 @@ from .fingerprint import normalize
 from .schema import (
     TablePlan,
     chunked,
+    is_text,
     noun,
     read_rows,
     reflect,
@@ -119,6 +120,7 @@ class _Found:
     t_row: Sequence[Any] | None
     s_fp: str | None = None
     t_fp: str | None = None
+    key_json: str = ""
     reasons: list[str] = field(default_factory=list)
     selectable: bool = True
     needs: list[RecordRef] = field(default_factory=list)
@@ -132,7 +134,8 @@ class _Comparison:
 
     def __init__(self, stack: contextlib.ExitStack, source: EnvironmentSide, target: EnvironmentSide,
                  modules: Sequence[SyncModule], mode: Mode, picked: Mapping[str, frozenset[str] | None],
-                 baseline: BaselineReader, progress: Progress | None, chunk_size: int) -> None:
+                 baseline: BaselineReader, progress: Progress | None, chunk_size: int,
+                 sqlite_attach: bool = True) -> None:
         self.source, self.target = source, target
         self.modules = list(modules)
         self.mode = Mode(mode)
@@ -146,10 +149,12 @@ class _Comparison:
         self.t_conn = stack.enter_context(target.engine.connect())
         self.s_dialect = self.s_conn.dialect.name
         self.t_dialect = self.t_conn.dialect.name
-        self.s_tables = reflect(self.s_conn)
-        self.t_tables = reflect(self.t_conn)
         self.compared: dict[str, tuple[SyncModule, SyncTable]] = {
             spec.name: (module, spec) for module in self.modules for spec in module.tables}
+        # The compared tables and those their foreign keys point at; children are found on demand.
+        self.s_tables = reflect(self.s_conn, self.compared)
+        self.t_tables = reflect(self.t_conn, self.compared)
+        self._foreign_keys: dict[str, list[tuple[str, str, str]]] | None = None
         self.picked = {m.key: (frozenset(picked[m.key]) if picked.get(m.key) is not None else None)
                        for m in self.modules}
         self.s_sides = {m.key: Side(self.s_tables, self.picked[m.key]) for m in self.modules}
@@ -163,6 +168,26 @@ class _Comparison:
                     self.folder_columns[spec.file.folder[1]] = spec.file.folder[2]
         self.done: dict[str, int] = defaultdict(int)
         self.totals: dict[str, int] = {}
+        self.table_totals: dict[str, int] = {}
+        self.attached: dict[str, sa.Table] | None = None
+        if sqlite_attach and self.s_dialect == "sqlite" == self.t_dialect:
+            self.attached = self._attach(stack)
+
+    def _attach(self, stack: contextlib.ExitStack) -> dict[str, sa.Table] | None:
+        """Attach the target's SQLite file to the source's stream connection (see _joined)."""
+        path = self.target.engine.url.database
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return None
+        self.s_stream.exec_driver_sql("ATTACH DATABASE ? AS envsync_target", (path,))
+
+        def detach() -> None:
+            # The pooled connection is reused: leave it as it was.
+            self.s_stream.rollback()
+            self.s_stream.exec_driver_sql("DETACH DATABASE envsync_target")
+
+        stack.callback(detach)
+        return reflect(self.s_stream, [spec.name for _module, spec in self.compared.values()],
+                       schema="envsync_target")
 
     # --- plans ------------------------------------------------------------------------------------
 
@@ -188,14 +213,32 @@ class _Comparison:
 
     # --- the merge ----------------------------------------------------------------------------------
 
-    def _partitions(self, conn: sa.Connection, stmt: sa.Select[Any], module_key: str) -> Iterator[Sequence[Any]]:
+    def _partitions(self, conn: sa.Connection, stmt: sa.Select[Any], module_key: str,
+                    counted: bool = True) -> Iterator[Sequence[Any]]:
         for part in stream(conn, stmt, self.chunk_size):
-            self.done[module_key] += len(part)
-            if self.progress is not None:
-                self.progress(module_key, self.done[module_key], self.totals.get(module_key, 0))
+            if counted:
+                self._advance(module_key, len(part))
             yield part
 
+    def _advance(self, module_key: str, rows: int) -> None:
+        self.done[module_key] += rows
+        if self.progress is not None:
+            self.progress(module_key, self.done[module_key], self.totals.get(module_key, 0))
+
     def table_changes(self, module: SyncModule, spec: SyncTable, key_range: KeyRange) -> Iterator[Change]:
+        found = (self._joined(module, spec, key_range) if self.attached is not None
+                 else self._merged(module, spec, key_range))
+        batch: list[_Found] = []
+        for item in found:
+            batch.append(item)
+            if len(batch) >= self.chunk_size:
+                yield from self.resolve(module, spec, batch)
+                batch = []
+        if batch:
+            yield from self.resolve(module, spec, batch)
+
+    def _merged(self, module: SyncModule, spec: SyncTable, key_range: KeyRange) -> Iterator[_Found]:
+        """The keys that differ, from the two sides' key-ordered streams merged here."""
         s_plan, t_plan = self.plan("s", spec.name), self.plan("t", spec.name)
         s_stmt = select_rows(s_plan, self.s_sides[module.key], self.s_dialect, low=key_range.low, high=key_range.high)
         t_stmt = select_rows(t_plan, self.t_sides[module.key], self.t_dialect, low=key_range.low, high=key_range.high)
@@ -209,8 +252,6 @@ class _Comparison:
         resolve_all = spec.file is not None
         whole_row = n == len(s_plan.columns) and not resolve_all
         identity_at = [s_plan.index(name) for name in spec.identity]
-        batch: list[_Found] = []
-        chunk = self.chunk_size
         nothing: Any = None
 
         s = next(s_iter, nothing)
@@ -223,35 +264,81 @@ class _Comparison:
                 if new_only:
                     # Only a different record under the same key concerns "only new records".
                     if identity_at and any(s[i] != t[i] for i in identity_at):
-                        batch.append(_Found(_BOTH, ks, s, t))
+                        yield _Found(_BOTH, ks, s, t)
                 elif resolve_all or (s != t if whole_row else s[:n] != t[:n]):
-                    batch.append(_Found(_BOTH, ks, s, t))
+                    yield _Found(_BOTH, ks, s, t)
                 s = next(s_iter, nothing)
                 t = next(t_iter, nothing)
             elif ks < kt:
-                batch.append(_Found(_NEW, ks, s, None))
+                yield _Found(_NEW, ks, s, None)
                 s = next(s_iter, nothing)
             else:
                 if not new_only:
-                    batch.append(_Found(_DELETED, kt, None, t))
+                    yield _Found(_DELETED, kt, None, t)
                 t = next(t_iter, nothing)
-            if len(batch) >= chunk:
-                yield from self.resolve(module, spec, batch)
-                batch = []
         while s is not None:
-            batch.append(_Found(_NEW, key_of(s), s, None))
+            yield _Found(_NEW, key_of(s), s, None)
             s = next(s_iter, nothing)
-            if len(batch) >= chunk:
-                yield from self.resolve(module, spec, batch)
-                batch = []
         while t is not None and not new_only:
-            batch.append(_Found(_DELETED, key_of(t), None, t))
+            yield _Found(_DELETED, key_of(t), None, t)
             t = next(t_iter, nothing)
-            if len(batch) >= chunk:
-                yield from self.resolve(module, spec, batch)
-                batch = []
-        if batch:
-            yield from self.resolve(module, spec, batch)
+
+    def _joined(self, module: SyncModule, spec: SyncTable, key_range: KeyRange) -> Iterator[_Found]:
+        """The keys that differ, found by SQLite itself: the target file is attached to the source's
+        stream connection and each table is joined with its twin on the key (as sqldiff does), so only
+        differing rows ever reach Python. Same rows, same plans, same results as _merged."""
+        assert self.attached is not None
+        s_plan = self.plan("s", spec.name)
+        a_plan = TablePlan.build(self.attached, module, spec, s_plan.columns)
+        a_side = Side(self.attached, self.picked[module.key])
+        s_sub = select_rows(s_plan, self.s_sides[module.key], "sqlite", low=key_range.low, high=key_range.high,
+                            ordered=False).subquery("envsync_s")
+        t_sub = select_rows(a_plan, a_side, "sqlite", low=key_range.low, high=key_range.high,
+                            ordered=False).subquery("envsync_t")
+        s_cols, t_cols = list(s_sub.c), list(t_sub.c)
+        width = len(s_cols)
+        pk_at = [s_plan.index(name) for name in s_plan.pk]
+        on = sa.and_(*(s_cols[i] == t_cols[i] for i in pk_at))
+        key_of = s_plan.key_of
+        identity_at = [s_plan.index(name) for name in spec.identity]
+
+        def differs(indexes: Iterable[int]) -> sa.ColumnElement[bool]:
+            # BINARY: a column's own NOCASE collation must not hide a change.
+            return sa.or_(*(sa.collate(s_cols[i], "BINARY").is_distinct_from(sa.collate(t_cols[i], "BINARY"))
+                            if is_text(s_plan.table.c[s_plan.columns[i]].type)
+                            else s_cols[i].is_distinct_from(t_cols[i]) for i in indexes))
+
+        if self.mode is Mode.NEW:
+            changed = differs(identity_at) if identity_at else sa.false()
+        elif spec.file is not None:
+            changed = sa.true()  # file bytes are content too: every pair is resolved
+        else:
+            changed = differs(range(s_plan.n_compared))
+        order = [s_cols[i] for i in pk_at]
+        both = (sa.select(*s_cols, *t_cols).select_from(s_sub.outerjoin(t_sub, on))
+                .where(sa.or_(t_cols[pk_at[0]].is_(None), changed)).order_by(*order))
+        for part in self._partitions(self.s_stream, both, module.key, counted=False):
+            for row in part:
+                s_row, t_row = tuple(row[:width]), tuple(row[width:])
+                if t_row[pk_at[0]] is None:
+                    yield _Found(_NEW, key_of(s_row), s_row, None)
+                else:
+                    yield _Found(_BOTH, key_of(s_row), s_row, t_row)
+        if self.mode is not Mode.NEW:
+            yield from self._gone(module, spec, s_sub, t_sub, on, pk_at)
+        # Only differing rows were read here: progress moves by the table's rows on both sides.
+        self._advance(module.key, self.table_totals.get(spec.name, 0))
+
+    def _gone(self, module: SyncModule, spec: SyncTable, s_sub: sa.Subquery, t_sub: sa.Subquery,
+              on: sa.ColumnElement[bool], pk_at: list[int]) -> Iterator[_Found]:
+        s_cols, t_cols = list(s_sub.c), list(t_sub.c)
+        key_of = self.plan("s", spec.name).key_of
+        gone = (sa.select(*t_cols).select_from(t_sub.outerjoin(s_sub, on))
+                .where(s_cols[pk_at[0]].is_(None)).order_by(*(t_cols[i] for i in pk_at)))
+        for part in self._partitions(self.s_stream, gone, module.key, counted=False):
+            for row in part:
+                t_row = tuple(row)
+                yield _Found(_DELETED, key_of(t_row), None, t_row)
 
     # --- resolving a batch ----------------------------------------------------------------------
 
@@ -262,27 +349,30 @@ class _Comparison:
         S, T = self.source.name, self.target.name
         what = noun(spec.name)
 
+        check_paths = spec.file is not None or spec.name in self.folder_columns
+        encode = s_plan.encode
         kept: list[_Found] = []
         for found in batch:
+            found.key_json = encode(found.key)
             if found.s_row is not None:
                 found.s_fp = s_fp(found.s_row)
             if found.t_row is not None:
                 found.t_fp = t_fp(found.t_row)
             if found.kind == _BOTH and found.s_fp == found.t_fp and self.mode is Mode.ALL:
                 continue  # the values differed only in their Python types (e.g. across databases)
-            self._check_paths(s_plan, found)
+            if check_paths:
+                self._check_paths(s_plan, found)
             kept.append(found)
         if not kept:
             return
 
-        base = self.baseline.fingerprints(spec.name, [s_plan.encode(f.key) for f in kept])
+        base = self.baseline.fingerprints(spec.name, [f.key_json for f in kept])
         identity_at = [s_plan.index(name) for name in spec.identity]
         taken = self._identities_in_target(t_plan, [f for f in kept if f.kind == _NEW]) if identity_at else {}
 
         out: list[_Found] = []
         for found in kept:
-            key_json = s_plan.encode(found.key)
-            known = base.get(key_json)
+            known = base.get(found.key_json)
             if found.kind == _BOTH:
                 s_ident = tuple(found.s_row[i] for i in identity_at)  # type: ignore[index]
                 t_ident = tuple(found.t_row[i] for i in identity_at)  # type: ignore[index]
@@ -324,7 +414,7 @@ class _Comparison:
             action = {"new": "insert", "deleted": "delete", "both": "update"}[found.kind]
             tab = "conflict" if found.reasons else ("modified" if found.kind == _BOTH else found.kind)
             yield Change(
-                module=module.key, table_name=spec.name, key=s_plan.encode(found.key), tab=tab, action=action,
+                module=module.key, table_name=spec.name, key=found.key_json, tab=tab, action=action,
                 label=(s_plan if found.s_row is not None else t_plan).label(row),  # type: ignore[arg-type]
                 source_fingerprint=found.s_fp, target_fingerprint=found.t_fp,
                 reason=" ".join(found.reasons) or None, selectable=found.selectable,
@@ -512,42 +602,54 @@ class _Comparison:
         T = self.target.name
         keys = {f.key for f in deletions}
         by_key = {f.key: f for f in deletions}
-        for child_name, child in self.t_tables.items():
-            for fk in child.foreign_key_constraints:
-                if len(fk.columns) != 1 or fk.referred_table.name != parent_name:
-                    continue
-                column = list(fk.columns)[0].name
-                if fk.elements[0].column.name not in t_plan.pk or len(t_plan.pk) != 1:
-                    continue
-                # Children in the target, and those of them this comparison reads (row filter applied).
-                rows = self._child_rows(child, column, keys, None)
-                if not rows:
-                    continue
-                compared_keys: set[Any] = set()
-                source_rows: dict[Any, Any] = {}
-                if child_name in self.compared:
-                    c_plan = self.plan("t", child_name)
-                    s_plan = self.plan("s", child_name)
-                    condition = row_filter(c_plan, self.side_filter("t", child_name))
-                    compared_keys = set(self._child_rows(child, column, keys, condition))
-                    source_rows = read_rows(self.s_conn, s_plan, sorted(compared_keys, key=repr),
-                                            self.side_filter("s", child_name))
-                blocking: dict[Any, int] = defaultdict(int)
-                for child_key, parent_key in rows.items():
-                    if child_key in compared_keys:
-                        s_row = source_rows.get(child_key)
-                        # Deleted too, or updated to point elsewhere: it goes with this deletion.
-                        if s_row is None or s_row[s_plan.index(column)] != parent_key:
-                            by_key[parent_key].needs.append(RecordRef(child_name, s_plan.encode(child_key)))
-                            continue
-                    blocking[parent_key] += 1
-                for parent_key, count in blocking.items():
-                    f = by_key[parent_key]
-                    f.selectable = False
-                    f.reasons.append(
-                        f"{count} {noun(child_name)}{'s' if count > 1 else ''} on {T} still "
-                        f"{'use' if count > 1 else 'uses'} it and {'are' if count > 1 else 'is'} not deleted "
-                        f"by this comparison{self._hint(child_name)}.")
+        for child_name, column, referred in self._referrers(parent_name):
+            if (referred,) != t_plan.pk:
+                continue
+            if child_name not in self.t_tables:
+                # Only the child itself: its parents here stay the ones the plans were built on.
+                self.t_tables[child_name] = reflect(self.t_conn, [child_name])[child_name]
+            child = self.t_tables[child_name]
+            # Children in the target, and those of them this comparison reads (row filter applied).
+            rows = self._child_rows(child, column, keys, None)
+            if not rows:
+                continue
+            compared_keys: set[Any] = set()
+            source_rows: dict[Any, Any] = {}
+            if child_name in self.compared:
+                c_plan = self.plan("t", child_name)
+                s_plan = self.plan("s", child_name)
+                condition = row_filter(c_plan, self.side_filter("t", child_name))
+                compared_keys = set(self._child_rows(child, column, keys, condition))
+                source_rows = read_rows(self.s_conn, s_plan, sorted(compared_keys, key=repr),
+                                        self.side_filter("s", child_name))
+            blocking: dict[Any, int] = defaultdict(int)
+            for child_key, parent_key in rows.items():
+                if child_key in compared_keys:
+                    s_row = source_rows.get(child_key)
+                    # Deleted too, or updated to point elsewhere: it goes with this deletion.
+                    if s_row is None or s_row[s_plan.index(column)] != parent_key:
+                        by_key[parent_key].needs.append(RecordRef(child_name, s_plan.encode(child_key)))
+                        continue
+                blocking[parent_key] += 1
+            for parent_key, count in blocking.items():
+                f = by_key[parent_key]
+                f.selectable = False
+                f.reasons.append(
+                    f"{count} {noun(child_name)}{'s' if count > 1 else ''} on {T} still "
+                    f"{'use' if count > 1 else 'uses'} it and {'are' if count > 1 else 'is'} not deleted "
+                    f"by this comparison{self._hint(child_name)}.")
+
+    def _referrers(self, parent_name: str) -> list[tuple[str, str, str]]:
+        """(child table, its column, the parent column) of every one-column foreign key of the
+        target's database pointing at ``parent_name`` (read once per comparison)."""
+        if self._foreign_keys is None:
+            self._foreign_keys = defaultdict(list)
+            for (_schema, table_name), fks in sa.inspect(self.t_conn).get_multi_foreign_keys().items():
+                for fk in fks:
+                    if len(fk["constrained_columns"]) == 1:
+                        self._foreign_keys[fk["referred_table"]].append(
+                            (table_name, fk["constrained_columns"][0], fk["referred_columns"][0]))
+        return self._foreign_keys.get(parent_name, [])
 
     def _child_rows(self, child: sa.Table, column: str, parent_keys: set[Any],
                     condition: sa.ColumnElement[bool] | None) -> dict[Any, Any]:
@@ -591,17 +693,21 @@ def _tables_to_compare(modules: Sequence[SyncModule], ranges: Mapping[str, KeyRa
 def compare(source: EnvironmentSide, target: EnvironmentSide, modules: Sequence[SyncModule], *, mode: Mode,
             picked: Mapping[str, frozenset[str] | None], baseline: BaselineReader,
             progress: Progress | None = None, chunk_size: int = 2000,
-            ranges: Mapping[str, KeyRange] | None = None) -> Iterator[Change]:
+            ranges: Mapping[str, KeyRange] | None = None, sqlite_attach: bool = True) -> Iterator[Change]:
     """The changes that would make ``target`` look like ``source`` for ``modules`` (parents first, as
     the modules declare their tables), one ``Change`` at a time.
 
     ``ranges``: None compares every table of ``modules``; ``{table_name: KeyRange}`` compares only those
     tables, each within its key range (to split a large table across jobs; see split_key_ranges).
     ``progress(module_key, rows_read, rows_total)`` is called once per chunk read.
+    ``sqlite_attach``: when both sides are SQLite files, SQLite joins the two tables on the key itself
+    (the target file attached read-side) and only differing rows reach Python; False streams and merges
+    in Python as for any other database. Both give the same changes.
     Raises schema.SchemaMismatch if a table differs between the two databases.
     """
     with contextlib.ExitStack() as stack:
-        run = _Comparison(stack, source, target, modules, mode, picked, baseline, progress, chunk_size)
+        run = _Comparison(stack, source, target, modules, mode, picked, baseline, progress, chunk_size,
+                          sqlite_attach)
         if progress is not None:
             run.totals = _count(run, modules, ranges)
         for module, spec, key_range in _tables_to_compare(modules, ranges):
@@ -615,7 +721,9 @@ def _count(run: _Comparison, modules: Sequence[SyncModule], ranges: Mapping[str,
                                            ("t", run.t_conn, run.t_sides, run.t_dialect)):
             stmt = select_rows(run.plan(side, spec.name), sides[module.key], dialect,
                                low=key_range.low, high=key_range.high, ordered=False)
-            totals[module.key] += conn.execute(sa.select(sa.func.count()).select_from(stmt.subquery())).scalar_one()
+            rows = conn.execute(sa.select(sa.func.count()).select_from(stmt.subquery())).scalar_one()
+            totals[module.key] += rows
+            run.table_totals[spec.name] = run.table_totals.get(spec.name, 0) + rows
     return totals
 
 
@@ -625,7 +733,7 @@ def count_records(source: EnvironmentSide, target: EnvironmentSide, modules: Seq
     """{module key: rows compare() will read on both sides} (row filters and ranges applied): the
     totals of its progress."""
     with contextlib.ExitStack() as stack:
-        run = _Comparison(stack, source, target, modules, Mode.ALL, picked, NoBaseline(), None, 1)
+        run = _Comparison(stack, source, target, modules, Mode.ALL, picked, NoBaseline(), None, 1, False)
         return _count(run, modules, ranges)
 
 

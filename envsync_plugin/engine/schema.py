@@ -24,6 +24,7 @@ UNSAFE_FILE when its path is unsafe), on the values SQLAlchemy returns for the r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from operator import itemgetter
@@ -52,21 +53,23 @@ class SchemaMismatch(EnvSyncError):
     the two databases must be migrated to the same schema before they can be compared."""
 
 
-def reflect(conn: sa.Connection, names: Iterable[str] | None = None) -> dict[str, sa.Table]:
-    """The reflected tables of ``conn``'s database: ``names`` (plus the tables their foreign keys point
-    at), or every table when ``names`` is None. Raises SchemaMismatch naming a missing table."""
+def reflect(conn: sa.Connection, names: Iterable[str] | None = None, *, schema: str | None = None
+            ) -> dict[str, sa.Table]:
+    """The reflected tables of ``conn``'s database (or its attached ``schema``), by name: ``names`` (plus
+    the tables their foreign keys point at), or every table when ``names`` is None. Raises
+    SchemaMismatch naming a missing table."""
     metadata = sa.MetaData()
     if names is None:
-        metadata.reflect(conn)
+        metadata.reflect(conn, schema=schema)
     else:
         wanted = sorted(set(names))
-        existing = set(sa.inspect(conn).get_table_names())
+        existing = set(sa.inspect(conn).get_table_names(schema=schema))
         missing = [name for name in wanted if name not in existing]
         if missing:
             raise SchemaMismatch(f"The table(s) {', '.join(missing)} do not exist in this database; "
                                  "migrate both environments to the same version first.")
-        metadata.reflect(conn, only=wanted)
-    return dict(metadata.tables)
+        metadata.reflect(conn, only=wanted, schema=schema)
+    return {table.name: table for table in metadata.tables.values()}
 
 
 def _fast_text(value: Any) -> str:
@@ -141,10 +144,12 @@ class TablePlan:
 
     @property
     def string_key(self) -> bool:
-        return any(_is_string(self.table.c[name].type) for name in self.pk)
+        return any(is_text(self.table.c[name].type) for name in self.pk)
 
     def encode(self, key: Any) -> str:
         """A key value as stored in changes and the baseline (see types.encode_key)."""
+        if type(key) is int:
+            return str(key)  # what encode_key gives, without json's overhead on the commonest key
         return encode_key(list(key) if len(self.pk) > 1 else key)
 
     def decode(self, key_json: str) -> Any:
@@ -161,13 +166,15 @@ class TablePlan:
         ``update`` calls cost more than the hashing on tables of millions of rows)."""
         names = self.compared_names
         order = self.fingerprint_order
-        prefixes = tuple(names[i] + "\x1f" for i in order)
+        # "name\x1f{value}\x1e" per column, filled by one str.format call (C speed, no per-column loop).
+        template = "".join(names[i].replace("{", "{{").replace("}", "}}") + "\x1f{}\x1e" for i in order)
+        fill = template.format
         pick = itemgetter(*order) if len(order) > 1 else (lambda row: (row[order[0]],))
         blake2b = hashlib.blake2b
         has_file = self.spec.file is not None
 
         def fingerprint(row: Sequence[Any]) -> str:
-            text = "".join([p + _fast_text(v) + "\x1e" for p, v in zip(prefixes, pick(row), strict=True)])
+            text = fill(*map(_fast_text, pick(row)))
             if has_file:
                 text += "\x1dfile:" + self.file_digest(row, media_root)
             return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
@@ -195,6 +202,13 @@ class TablePlan:
 
     # --- labels ---------------------------------------------------------------------------------
 
+    @functools.cached_property
+    def _label_at(self) -> tuple[int, ...]:
+        # The identity columns, then the first of title/name/caption/label the table has.
+        at = [self.index(name) for name in self.spec.identity]
+        at += [self.index(name) for name in _LABEL_COLUMNS if name in self.columns][:1]
+        return tuple(dict.fromkeys(at))
+
     def label(self, row: Sequence[Any]) -> str:
         """A human label: the file path for a file-owning row, else identity values and the first of
         title/name/caption/label (deduplicated), else a text key itself, else "<noun> #<key>"."""
@@ -205,15 +219,10 @@ class TablePlan:
                 path = None
             return path or str(row[self.index(self.spec.file.name_column)])
         parts: list[str] = []
-        for name in self.spec.identity:
-            parts.append(_text(row[self.index(name)]))
-        for name in _LABEL_COLUMNS:
-            if name in self.columns:
-                text = _text(row[self.index(name)])
-                if text and text not in parts:
-                    parts.append(text)
-                break
-        parts = [p for p in parts if p]
+        for i in self._label_at:
+            text = _text(row[i])
+            if text and text not in parts:
+                parts.append(text)
         if parts:
             return " — ".join(parts)
         key = self.key_of(row)
@@ -226,7 +235,8 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _is_string(type_: sa.types.TypeEngine) -> bool:
+def is_text(type_: sa.types.TypeEngine) -> bool:
+    """A string type (sorted and compared byte by byte by envsync)."""
     return isinstance(type_, sa.String | sa.Text | sa.Enum)
 
 
@@ -256,7 +266,7 @@ def _key_columns(plan: TablePlan, dialect: str) -> list[sa.ColumnElement[Any]]:
     columns: list[sa.ColumnElement[Any]] = []
     for name in plan.pk:
         column: sa.ColumnElement[Any] = plan.table.c[name]
-        if dialect == "postgresql" and _is_string(plan.table.c[name].type):
+        if dialect == "postgresql" and is_text(plan.table.c[name].type):
             # Byte order, as SQLite's BINARY and Python's str comparison: the merge relies on it.
             column = column.collate("C")
         columns.append(column)
@@ -295,7 +305,7 @@ def select_rows(plan: TablePlan, side: Side | None, dialect: str, *, low: Any = 
         folder = plan.folder_table.alias("envsync_folder")
         folder_pk = list(plan.folder_table.primary_key.columns)[0].name
         from_ = table.outerjoin(folder, table.c[fk_column] == folder.c[folder_pk])
-        selected.append(folder.c[name_column])
+        selected.append(folder.c[name_column].label("envsync_folder_name"))
     stmt = sa.select(*selected).select_from(from_)
     condition = row_filter(plan, side)
     if condition is not None:

@@ -406,7 +406,7 @@ def test_key_ranges_together_give_the_whole_comparison(pair):
     settings = [{"key": f"mobile_app.k{i:03d}{'Aé_'[i % 3]}", "value": str(i)} for i in range(90)]
     prod.add("system_settings", *settings[:70])
     test.add("system_settings", *({**s, "value": "x"} if i % 5 == 0 else s for i, s in enumerate(settings[20:])))
-    whole = run(prod, test, "products", "system_config", chunk_size=17)
+    whole = run(prod, test, "products", "system_config", chunk_size=17, sqlite_attach=False)
     assert len(whole) > 100
 
     pieces: list[Change] = []
@@ -443,3 +443,20 @@ def test_record_baseline_upserts_and_forgets(shops):
         reader = SqlBaselineReader(conn, table)
         assert reader.fingerprints("products", ["0", "1", "2", "1199", "x"]) == {"0": "a", "1": "c", "1199": "a"}
         assert reader.fingerprints("cms_pages", ["0"]) == {}
+
+
+def test_sqlite_join_and_python_merge_give_the_same_changes(pair):
+    prod, test = pair
+    test.add("cms_pages", {"id": 2, "slug": "old", "title": "Old", "body": ""})
+    prod.add("cms_pages", {"id": 3, "slug": "new", "title": "New", "body": ""},
+             {"id": 7, "slug": "winter", "title": "Winter", "body": ""})
+    test.add("cms_pages", {"id": 7, "slug": "summer", "title": "Summer", "body": ""})
+    prod.update("products", 1, price=Decimal("11"))
+    prod.file("summer/beach.png", b"new bytes")
+    prod.add("system_settings", {"key": "mobile_app.Zeta", "value": "{}"})
+    test.add("system_settings", {"key": "mobile_app.alpha", "value": "{}"})
+    for mode in (Mode.ALL, Mode.NEW):
+        joined = run(prod, test, mode=mode, sqlite_attach=True, chunk_size=2)
+        merged = run(prod, test, mode=mode, sqlite_attach=False, chunk_size=2)
+        assert sorted(joined, key=_order) == sorted(merged, key=_order)
+        assert joined

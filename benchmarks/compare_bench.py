@@ -1,0 +1,251 @@
+"""Benchmark of the comparison engine: compare() end to end on two environments of N products.
+
+    .venv/bin/python benchmarks/compare_bench.py [--records 1000000] [--sizes 100000,1000000]
+                                                 [--postgres postgresql+psycopg://postgres@127.0.0.1/postgres]
+
+Builds PROD and TEST (SQLite files, cached under --workdir) with the example shop's tables: N products
+in 1,000 categories, a few hundred CMS pages, sliders, gallery images (with files) and mobile-app
+settings; TEST is PROD with ~8% of the products changed (4% modified, 2% new, 2% deleted). Each size
+runs in a fresh subprocess, so its peak RSS (resource.getrusage maxrss) is its own. The changes are
+counted, not stored: storing them is the job layer's work, not measured here.
+
+Beside it: ``sqldiff --summary`` (Debian sqlite3-tools) on the same two files, and with --postgres the
+same comparison between two PostgreSQL databases beside ``COPY (SELECT * FROM products) TO STDOUT`` of
+both read into a null sink. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CHANGED_SHARE = 0.04  # modified; as many again new and deleted, half each: ~8% in all
+
+
+def _rows(n: int, seed: int, side: str):
+    """Product rows of one side: TEST = PROD with 4% renamed, 2% missing (new on PROD), 2% extra (deleted)."""
+    rnd = random.Random(seed)
+    for i in range(1, n + 1):
+        r = rnd.random()
+        if side == "test" and r < 0.02:
+            continue  # only on PROD: new
+        name = f"Product {i} " + "x" * (i % 23)
+        if side == "test" and r < 0.02 + CHANGED_SHARE:
+            name += " (edited on TEST)"
+        yield (i, f"SKU-{i:08d}", name, f"{(i % 9973) / 100:.2f}", 1 + i % 1000)
+    if side == "test":
+        for i in range(n + 1, n + 1 + int(n * 0.02)):
+            yield (i, f"SKU-{i:08d}", f"Product {i}", "1.00", 1)  # only on TEST: deleted
+
+
+def _small_tables(side: str) -> dict[str, list[dict]]:
+    other = side == "test"
+    return {
+        "categories": [{"id": i, "name": f"Category {i}"} for i in range(1, 1001)],
+        "cms_pages": [{"id": i, "slug": f"page-{i}", "title": f"Page {i}" + (" (TEST)" if other and i % 10 == 0 else ""),
+                       "body": "Lorem ipsum " * 20} for i in range(1, 301)],
+        "gallery_folders": [{"id": 1, "name": "mobile_app"}, {"id": 2, "name": "summer"}],
+        "gallery_images": [{"id": i, "folder_id": 1 + i % 2, "filename": f"image-{i}.png"} for i in range(1, 201)],
+        "sliders": [{"id": i, "name": f"Slider {i}"} for i in range(1, 11)],
+        "slides": [{"id": i, "slider_id": 1 + i % 10, "image_id": 1 + (i + (1 if other and i % 5 == 0 else 0)) % 200,
+                    "position": i, "caption": f"Slide {i}"} for i in range(1, 101)],
+        "system_settings": [{"key": f"mobile_app.screen{i}", "value": json.dumps({"banner_image": f"mobile_app/image-{2 * (i % 100) + 2}.png"})}
+                            for i in range(1, 51)] + [{"key": f"shop.setting{i}", "value": str(i)} for i in range(1, 51)],
+    }
+
+
+def _media(root: Path, side: str) -> None:
+    for i in range(1, 201):
+        path = root / ("mobile_app" if i % 2 else "summer") / f"image-{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes((b"png %d " % i) * 100 + (b"TEST" if side == "test" and i % 40 == 0 else b""))
+
+
+def build_sqlite(workdir: Path, n: int) -> tuple[Path, Path]:
+    """PROD and TEST SQLite files of ``n`` products (cached: built once per size)."""
+    from example_host.models import db
+
+    folder = workdir / f"sqlite-{n}"
+    prod, test = folder / "prod.db", folder / "test.db"
+    if (folder / "done").exists():
+        return prod, test
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for side, path in (("prod", prod), ("test", test)):
+        engine = sa.create_engine(f"sqlite:///{path}")
+        db.metadata.create_all(engine)
+        with engine.begin() as conn:
+            for table, rows in _small_tables(side).items():
+                conn.execute(db.metadata.tables[table].insert(), rows)
+        engine.dispose()
+        import sqlite3
+
+        raw = sqlite3.connect(path)
+        raw.execute("PRAGMA journal_mode=OFF")
+        raw.execute("PRAGMA synchronous=OFF")
+        raw.executemany("INSERT INTO products (id, sku, name, price, category_id) VALUES (?, ?, ?, ?, ?)",
+                        _rows(n, 42, side))
+        raw.commit()
+        raw.execute("ANALYZE")
+        raw.close()
+        _media(folder / f"media-{side}", side)
+    (folder / "done").touch()
+    return prod, test
+
+
+def build_postgres(admin_url: str, n: int) -> tuple[str, str]:
+    """Two new PostgreSQL databases with the same content as build_sqlite (dropped by the caller)."""
+    from example_host.models import db
+
+    urls = []
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    for side in ("prod", "test"):
+        name = f"envsync_bench_{side}_{uuid.uuid4().hex[:8]}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        engine = sa.create_engine(url)
+        db.metadata.create_all(engine)
+        with engine.begin() as conn:
+            for table, rows in _small_tables(side).items():
+                conn.execute(db.metadata.tables[table].insert(), rows)
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.driver_connection.cursor()
+            with cursor.copy("COPY products (id, sku, name, price, category_id) FROM STDIN") as copy:
+                for row in _rows(n, 42, side):
+                    copy.write_row(row)
+            raw.driver_connection.commit()
+            raw.driver_connection.autocommit = True
+            cursor.execute("VACUUM ANALYZE products")
+        finally:
+            raw.close()
+        engine.dispose()
+        urls.append(url)
+    admin.dispose()
+    return urls[0], urls[1]
+
+
+def drop_postgres(admin_url: str, urls: list[str]) -> None:
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for url in urls:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def child(prod_url: str, test_url: str, media: str) -> None:
+    """One comparison in this (fresh) process; prints its figures as JSON."""
+    import resource
+
+    from envsync_plugin.engine.baseline import NoBaseline
+    from envsync_plugin.engine.compare import EnvironmentSide, compare
+    from envsync_plugin.engine.types import Mode
+    from envsync_plugin.environments import create_environment_engine
+    from example_host.sync_modules import MODULES
+
+    media_root = Path(media)
+    prod = EnvironmentSide("PROD", create_environment_engine(prod_url), media_root / "media-prod")
+    test = EnvironmentSide("TEST", create_environment_engine(test_url), media_root / "media-test")
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    counts: dict[str, int] = {}
+    started = time.perf_counter()
+    for change in compare(prod, test, MODULES, mode=Mode.ALL, picked={"gallery_folders": None}, baseline=NoBaseline()):
+        counts[change.tab] = counts.get(change.tab, 0) + 1
+    seconds = time.perf_counter() - started
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "counts": counts, "rss_kib": rss, "rss_before_kib": rss_before}))
+
+
+def run_child(prod_url: str, test_url: str, media: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", prod_url, test_url, str(media)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def time_sqldiff(prod: Path, test: Path) -> float | None:
+    binary = shutil.which("sqldiff")
+    if binary is None:
+        return None
+    started = time.perf_counter()
+    subprocess.run([binary, "--summary", str(prod), str(test)], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def time_copy(urls: list[str]) -> float:
+    """COPY (SELECT * FROM products) TO STDOUT of each database, read into a null sink."""
+    import psycopg
+
+    total = 0.0
+    for url in urls:
+        dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(dsn) as conn, conn.cursor() as cursor:
+            started = time.perf_counter()
+            with cursor.copy("COPY (SELECT * FROM products) TO STDOUT") as copy:
+                for _block in copy:
+                    pass
+            total += time.perf_counter() - started
+    return total
+
+
+def report(label: str, n: int, figures: dict, reference_name: str, reference: float | None) -> None:
+    products_rows = n * 2  # both sides, about
+    seconds = figures["seconds"]
+    line = (f"{label:<10} {n:>9,} products  compare {seconds:7.2f} s  {products_rows / seconds:>10,.0f} rows/s  "
+            f"peak RSS {figures['rss_kib'] / 1024:7.1f} MiB  changes {sum(figures['counts'].values()):,} "
+            f"{figures['counts']}")
+    if reference is not None:
+        line += f"\n{'':<10} {reference_name} {reference:7.2f} s   ratio compare/{reference_name} {seconds / reference:5.2f}"
+    print(line, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=1_000_000, help="products in the largest run (default 1M)")
+    parser.add_argument("--sizes", default=None, help="comma-separated sizes (default: 100000 and --records)")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/envsync-compare-bench"))
+    parser.add_argument("--postgres", default=None, help="admin URL of a PostgreSQL server to run against too")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+
+    sizes = sorted({int(s) for s in args.sizes.split(",")} if args.sizes else {min(100_000, args.records), args.records})
+    print("compare(): all modules, mode ALL, every gallery folder; changes counted (storing them is the job "
+          "layer's work, not measured). rows/s = product rows read on both sides / wall time.")
+    rss: dict[str, list[float]] = {}
+    for n in sizes:
+        prod, test = build_sqlite(args.workdir, n)
+        figures = run_child(f"sqlite:///{prod}", f"sqlite:///{test}", prod.parent)
+        report("SQLite", n, figures, "sqldiff --summary", time_sqldiff(prod, test))
+        rss.setdefault("SQLite", []).append(figures["rss_kib"])
+        if args.postgres:
+            urls = list(build_postgres(args.postgres, n))
+            try:
+                figures = run_child(urls[0], urls[1], prod.parent)
+                report("PostgreSQL", n, figures, "COPY x2", time_copy(urls))
+                rss.setdefault("PostgreSQL", []).append(figures["rss_kib"])
+            finally:
+                drop_postgres(args.postgres, urls)
+    for label, values in rss.items():
+        if len(values) > 1:
+            print(f"{label}: peak RSS {values[-1] / values[0]:.2f}x from {sizes[0]:,} to {sizes[-1]:,} products "
+                  f"(target: within 10%)")
+
+
+if __name__ == "__main__":
+    main()
