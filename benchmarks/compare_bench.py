@@ -24,7 +24,6 @@ import subprocess
 import sys
 import time
 import uuid
-from decimal import Decimal
 from pathlib import Path
 
 import sqlalchemy as sa
