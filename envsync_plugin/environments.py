@@ -13,7 +13,12 @@ from .config import EnvironmentConfig, Settings
 
 
 def create_environment_engine(url: str) -> Engine:
-    """An engine for an environment's database; SQLite gets its foreign keys switched on."""
+    """An engine for an environment's database.
+
+    SQLite gets its foreign keys switched on, and write-ahead logging: a synchronization writes in
+    one long transaction, and in WAL mode the back office (and envsync's own status pages, whose
+    tables may live in that same file) keep reading while it runs instead of failing "database is locked".
+    """
     engine = sa.create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
 
@@ -22,6 +27,8 @@ def create_environment_engine(url: str) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            if engine.url.database not in (None, "", ":memory:"):
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
 
     return engine

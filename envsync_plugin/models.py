@@ -124,7 +124,6 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("finished_at", _utc(), nullable=True),
         sa.Column("canceled_by", sa.String(255), nullable=True),
         sa.Column("canceled_at", _utc(), nullable=True),  # set while running: a cancel was asked for
-        sa.Column("heartbeat_at", _utc(), nullable=True),
         sa.Column("reverted_by", sa.String(255), nullable=True),
         sa.Column("reverted_at", _utc(), nullable=True),
         sa.Column("summary", sa.JSON, nullable=True),

@@ -314,12 +314,14 @@ def demo(host) -> Host:
 
 
 def snapshot(side: Side, tables: list[str] | None = None) -> dict[str, object]:
-    """Every row of every table (or of ``tables``) and every media file's bytes hash: equal snapshots
-    mean the environment is exactly as it was."""
+    """Every row of every shop table (or of ``tables``) and every media file's bytes hash: equal snapshots
+    mean the environment is exactly as it was. envsync's own tables (which record what envsync did, in
+    the instance's database) are left out unless named."""
     import hashlib
 
     inspector = sa.inspect(side.engine)
-    names = sorted(tables if tables is not None else inspector.get_table_names())
+    names = sorted(tables if tables is not None else
+                   [name for name in inspector.get_table_names() if not name.startswith("envsync_")])
     result: dict[str, object] = {}
     with side.engine.connect() as conn:
         for name in names:

@@ -128,12 +128,12 @@ def cancel_synchronization(synchronization_id: int, *, user: str | None) -> Sync
         if info.status is SynchronizationStatus.SCHEDULED:
             claimed = conn.execute(t.update().where(t.c.id == info.id, t.c.status == info.status.value).values(
                 status=SynchronizationStatus.CANCELED.value, canceled_by=user, canceled_at=now, finished_at=now))
-        else:
-            claimed = conn.execute(t.update().where(t.c.id == info.id, t.c.status == info.status.value).values(
-                canceled_by=user, canceled_at=now))
-        conn.commit()
-    if claimed.rowcount == 0:  # it changed state meanwhile: say what it is now
-        return cancel_synchronization(synchronization_id, user=user)
+            conn.commit()
+            if claimed.rowcount == 0:  # it started meanwhile: cancel it as a running one
+                return cancel_synchronization(synchronization_id, user=user)
+    if info.status is SynchronizationStatus.RUNNING:
+        # The running job looks for this at its next checkpoint, then rolls back and records who.
+        current_envsync.redis.set(_cancel_key(info.id), user or "", ex=7 * 24 * 3600)
     if info.status is SynchronizationStatus.SCHEDULED:
         _remove_job(info.id)
         info = get_synchronization(synchronization_id)
@@ -157,25 +157,29 @@ def _remove_job(synchronization_id: int) -> None:
 
 # --- the worker's side ----------------------------------------------------------------------------
 
+def _cancel_key(synchronization_id: int) -> str:
+    return f"envsync:cancel:{synchronization_id}"
+
+
 class _Checkpoint:
-    """Answers "was a cancel asked for?" and keeps the heartbeat fresh, at most every CHECK_INTERVAL."""
+    """Answers "was a cancel asked for?", at most every CHECK_INTERVAL.
+
+    The request travels through Redis, not the database: on SQLite the apply holds the write lock of
+    the target database, which may be the very database envsync's tables live in."""
 
     def __init__(self, synchronization_id: int) -> None:
-        self.synchronization_id = synchronization_id
+        self.key = _cancel_key(synchronization_id)
         self.last = 0.0
-        self.canceled = False
+        self.canceled_by: str | None = None
 
     def __call__(self) -> bool:
         now = time.monotonic()
-        if now - self.last >= CHECK_INTERVAL:
+        if self.canceled_by is None and now - self.last >= CHECK_INTERVAL:
             self.last = now
-            t = current_envsync.tables.synchronizations
-            with connection() as conn:
-                conn.execute(t.update().where(t.c.id == self.synchronization_id).values(heartbeat_at=utcnow()))
-                row = conn.execute(sa.select(t.c.canceled_at).where(t.c.id == self.synchronization_id)).first()
-                conn.commit()
-            self.canceled = row is not None and row.canceled_at is not None
-        return self.canceled
+            value = current_envsync.redis.get(self.key)
+            if value is not None:
+                self.canceled_by = value.decode() or "unknown"
+        return self.canceled_by is not None
 
 
 def backup_root() -> Path:
@@ -195,7 +199,7 @@ def run_synchronization(synchronization_id: int) -> str:
     with connection() as conn:
         claimed = conn.execute(t.update().where(
             t.c.id == synchronization_id, t.c.status == SynchronizationStatus.SCHEDULED.value
-        ).values(status=SynchronizationStatus.RUNNING.value, started_at=utcnow(), heartbeat_at=utcnow()))
+        ).values(status=SynchronizationStatus.RUNNING.value, started_at=utcnow()))
         conn.commit()
     info = get_synchronization(synchronization_id)
     if claimed.rowcount == 0:
@@ -207,13 +211,16 @@ def run_synchronization(synchronization_id: int) -> str:
     try:
         items = _items(comparison.id)
         modules = [current_envsync.modules[key] for key in comparison.modules]
+        checkpoint = _Checkpoint(info.id)
         result = engine.apply(
             source_side(direction), target_side(direction), modules, items,
-            test_import=info.test_import, should_cancel=_Checkpoint(info.id),
+            test_import=info.test_import, should_cancel=checkpoint,
             backup_dir=None if info.test_import else backup_folder(info.id),
         )
     except engine.Canceled:
-        info = _finish(info, SynchronizationStatus.CANCELED, summary=summary)
+        info = _finish(info, SynchronizationStatus.CANCELED, summary=summary, canceled_by=checkpoint.canceled_by,
+                       canceled_at=utcnow())
+        current_envsync.redis.delete(_cancel_key(info.id))
         _message(info, TITLE_CANCELED, "info",
                  f"Synchronization #{info.id} was canceled by {info.canceled_by or 'unknown'} while it ran; "
                  "everything it had done was rolled back: the target is exactly as it was.")
