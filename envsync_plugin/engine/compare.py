@@ -60,6 +60,10 @@ __all__ = [
 ]
 
 
+#: Source rows per slice of a SQLite join (see _Comparison._slices).
+JOIN_SLICE = 50_000
+
+
 @dataclass
 class EnvironmentSide:
     """What the engine needs of one environment."""
@@ -226,8 +230,11 @@ class _Comparison:
             self.progress(module_key, self.done[module_key], self.totals.get(module_key, 0))
 
     def table_changes(self, module: SyncModule, spec: SyncTable, key_range: KeyRange) -> Iterator[Change]:
-        found = (self._joined(module, spec, key_range) if self.attached is not None
-                 else self._merged(module, spec, key_range))
+        if self.attached is not None:
+            found = itertools.chain.from_iterable(
+                self._joined(module, spec, part, share) for part, share in self._slices(module, spec, key_range))
+        else:
+            found = self._merged(module, spec, key_range)
         batch: list[_Found] = []
         for item in found:
             batch.append(item)
@@ -283,7 +290,28 @@ class _Comparison:
             yield _Found(_DELETED, key_of(t), None, t)
             t = next(t_iter, nothing)
 
-    def _joined(self, module: SyncModule, spec: SyncTable, key_range: KeyRange) -> Iterator[_Found]:
+    def _slices(self, module: SyncModule, spec: SyncTable, key_range: KeyRange) -> list[tuple[KeyRange, int]]:
+        """``key_range`` cut into slices of about JOIN_SLICE source rows, each with its share of the
+        table's progress total: the SQLite join reads only differing rows, so without slices a large
+        table's progress would jump from nothing to everything."""
+        total = self.table_totals.get(spec.name, 0)
+        if total <= 2 * JOIN_SLICE:
+            return [(key_range, total)]
+        plan = self.plan("s", spec.name)
+        ordered = select_rows(plan, self.s_sides[module.key], "sqlite", low=key_range.low, high=key_range.high,
+                              ordered=False).subquery("envsync_keys")
+        keys = [ordered.c[name] for name in plan.pk]
+        numbered = sa.select(*keys, sa.func.row_number().over(order_by=keys).label("envsync_n")).subquery()
+        bounds_query = sa.select(*(numbered.c[name] for name in plan.pk)).where(
+            numbered.c.envsync_n % JOIN_SLICE == 0).order_by(*(numbered.c[name] for name in plan.pk))
+        bounds = [row[0] if len(plan.pk) == 1 else tuple(row) for row in self.s_stream.execute(bounds_query)]
+        edges = [key_range.low, *bounds, key_range.high]
+        parts = [KeyRange(low, high) for low, high in itertools.pairwise(edges)]
+        share = total // len(parts)
+        return [(part, share if i < len(parts) - 1 else total - share * (len(parts) - 1))
+                for i, part in enumerate(parts)]
+
+    def _joined(self, module: SyncModule, spec: SyncTable, key_range: KeyRange, share: int) -> Iterator[_Found]:
         """The keys that differ, found by SQLite itself: the target file is attached to the source's
         stream connection and each table is joined with its twin on the key (as sqldiff does), so only
         differing rows ever reach Python. Same rows, same plans, same results as _merged."""
@@ -326,8 +354,8 @@ class _Comparison:
                     yield _Found(_BOTH, key_of(s_row), s_row, t_row)
         if self.mode is not Mode.NEW:
             yield from self._gone(module, spec, s_sub, t_sub, on, pk_at)
-        # Only differing rows were read here: progress moves by the table's rows on both sides.
-        self._advance(module.key, self.table_totals.get(spec.name, 0))
+        # Only differing rows were read here: progress moves by this slice's share of both sides' rows.
+        self._advance(module.key, share)
 
     def _gone(self, module: SyncModule, spec: SyncTable, s_sub: sa.Subquery, t_sub: sa.Subquery,
               on: sa.ColumnElement[bool], pk_at: list[int]) -> Iterator[_Found]:

@@ -445,7 +445,11 @@ def test_record_baseline_upserts_and_forgets(shops):
         assert reader.fingerprints("cms_pages", ["0"]) == {}
 
 
-def test_sqlite_join_and_python_merge_give_the_same_changes(pair):
+@pytest.mark.parametrize("join_slice", [50_000, 1], ids=["whole-tables", "sliced-joins"])
+def test_sqlite_join_and_python_merge_give_the_same_changes(pair, monkeypatch, join_slice):
+    import envsync_plugin.engine.compare as compare_module
+
+    monkeypatch.setattr(compare_module, "JOIN_SLICE", join_slice)  # 1: every key starts a slice
     prod, test = pair
     test.add("cms_pages", {"id": 2, "slug": "old", "title": "Old", "body": ""})
     prod.add("cms_pages", {"id": 3, "slug": "new", "title": "New", "body": ""},
@@ -456,7 +460,12 @@ def test_sqlite_join_and_python_merge_give_the_same_changes(pair):
     prod.add("system_settings", {"key": "mobile_app.Zeta", "value": "{}"})
     test.add("system_settings", {"key": "mobile_app.alpha", "value": "{}"})
     for mode in (Mode.ALL, Mode.NEW):
-        joined = run(prod, test, mode=mode, sqlite_attach=True, chunk_size=2)
+        seen: list[int] = []
+        joined = run(prod, test, mode=mode, sqlite_attach=True, chunk_size=2,
+                     progress=lambda module, done, total: seen.append(done))  # progress on: slices are cut
+        if join_slice == 1 and prod.env.engine.dialect.name == "sqlite":
+            # Whole-table joins report once per table (8 here); sliced ones once per slice.
+            assert len(seen) > 2 * len([t for m in modules() for t in m.tables])
         merged = run(prod, test, mode=mode, sqlite_attach=False, chunk_size=2)
         assert sorted(joined, key=_order) == sorted(merged, key=_order)
         assert joined
