@@ -10,9 +10,9 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from conftest import snapshot
 
 from envsync_plugin import InvalidInput, NotAllowed, service
-from conftest import snapshot
 
 ALL_MODULES = ["cms_pages", "sliders", "gallery_folders", "products", "system_config"]
 NEVER_SYNCHRONIZED = ["users", "orders", "reviews", "promotion_codes", "campaigns", "translations", "titles",
@@ -214,8 +214,8 @@ def test_a_synchronization_scheduled_for_later_can_be_canceled(demo, worker):
         assert "scheduled for" in message.body
         canceled = service.cancel_synchronization(info.id, user="admin@example.com")
         assert canceled.status.value == "canceled" and canceled.canceled_by == "admin@example.com"
-        from rq.job import Job
         from rq.exceptions import NoSuchJobError
+        from rq.job import Job
 
         from envsync_plugin.extension import current_envsync
 

@@ -462,7 +462,7 @@ def test_sqlite_join_and_python_merge_give_the_same_changes(pair, monkeypatch, j
     for mode in (Mode.ALL, Mode.NEW):
         seen: list[int] = []
         joined = run(prod, test, mode=mode, sqlite_attach=True, chunk_size=2,
-                     progress=lambda module, done, total: seen.append(done))  # progress on: slices are cut
+                     progress=lambda module, done, total, seen=seen: seen.append(done))  # slices are cut
         if join_slice == 1 and prod.env.engine.dialect.name == "sqlite":
             # Whole-table joins report once per table (8 here); sliced ones once per slice.
             assert len(seen) > 2 * len([t for m in modules() for t in m.tables])
