@@ -10,7 +10,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
-from conftest import snapshot
+from support import snapshot
 
 from envsync_plugin import InvalidInput, NotAllowed, service
 
