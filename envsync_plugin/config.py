@@ -21,6 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "ENVSYNC_TIMEZONE": "UTC",
     "ENVSYNC_MAIL_SENDER": None,
     "ENVSYNC_QUEUE_NAME": "envsync",
+    "ENVSYNC_COMPARISON_PART_ROWS": 400_000,
 }
 
 
@@ -43,6 +44,7 @@ class Settings:
     timezone: ZoneInfo
     mail_sender: str
     queue_name: str
+    comparison_part_rows: int
 
     @property
     def other_environment(self) -> str:
@@ -88,6 +90,14 @@ def load_settings(config: dict[str, Any]) -> Settings:
     if not isinstance(queue_name, str) or not queue_name.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"ENVSYNC_QUEUE_NAME must be letters, digits, '-' or '_', not {queue_name!r}.")
 
+    part_rows = config["ENVSYNC_COMPARISON_PART_ROWS"]
+    try:
+        part_rows = int(part_rows)
+    except (TypeError, ValueError):
+        part_rows = 0
+    if part_rows < 1:
+        raise ConfigError(f"ENVSYNC_COMPARISON_PART_ROWS must be a whole number of rows above 0, not {config['ENVSYNC_COMPARISON_PART_ROWS']!r}.")
+
     return Settings(
         environments=environments,
         current_environment=current.upper(),
@@ -95,6 +105,7 @@ def load_settings(config: dict[str, Any]) -> Settings:
         timezone=timezone,
         mail_sender=sender,
         queue_name=queue_name,
+        comparison_part_rows=part_rows,
     )
 
 

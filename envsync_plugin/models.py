@@ -58,10 +58,12 @@ class Tables:
     synchronizations: sa.Table
     messages: sa.Table
     baseline: sa.Table
+    comparison_parts: sa.Table
 
     @property
     def all(self) -> list[sa.Table]:
-        return [self.comparisons, self.changes, self.synchronizations, self.messages, self.baseline]
+        return [self.comparisons, self.comparison_parts, self.changes, self.synchronizations, self.messages,
+                self.baseline]
 
 
 def define_tables(metadata: sa.MetaData) -> Tables:
@@ -69,7 +71,7 @@ def define_tables(metadata: sa.MetaData) -> Tables:
     if "envsync_comparisons" in metadata.tables:
         t = metadata.tables
         return Tables(t["envsync_comparisons"], t["envsync_changes"], t["envsync_synchronizations"],
-                      t["envsync_messages"], t["envsync_baseline"])
+                      t["envsync_messages"], t["envsync_baseline"], t["envsync_comparison_parts"])
 
     comparisons = sa.Table(
         "envsync_comparisons", metadata,
@@ -91,11 +93,27 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("started_at", _utc(), nullable=True),
         sa.Column("finished_at", _utc(), nullable=True),
     )
+    # The work of one comparison, cut so that several workers can share it: a part is every table
+    # (table_name NULL), one table, or one key range [low, high) of a large table.
+    comparison_parts = sa.Table(
+        "envsync_comparison_parts", metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("comparison_id", sa.Integer, sa.ForeignKey("envsync_comparisons.id", ondelete="CASCADE"),
+                  nullable=False, index=True),
+        sa.Column("module", sa.String(64), nullable=True),
+        sa.Column("table_name", sa.String(128), nullable=True),
+        sa.Column("low", sa.JSON, nullable=True),
+        sa.Column("high", sa.JSON, nullable=True),
+        sa.Column("status", sa.String(16), nullable=False, default=ComparisonStatus.QUEUED.value),
+        sa.Column("progress_detail", sa.JSON, nullable=True),  # {module: [done, total]} of this part
+        sa.Column("error", sa.Text, nullable=True),
+    )
     changes = sa.Table(
         "envsync_changes", metadata,
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("comparison_id", sa.Integer, sa.ForeignKey("envsync_comparisons.id", ondelete="CASCADE"),
                   nullable=False),
+        sa.Column("part_id", sa.Integer, nullable=True),  # the comparison part that found it
         sa.Column("module", sa.String(64), nullable=False),
         sa.Column("table_name", sa.String(128), nullable=False),
         sa.Column("key", sa.Text, nullable=False),  # the primary key as JSON
@@ -152,4 +170,4 @@ def define_tables(metadata: sa.MetaData) -> Tables:
         sa.Column("key", sa.Text, primary_key=True),
         sa.Column("fingerprint", sa.String(64), nullable=False),
     )
-    return Tables(comparisons, changes, synchronizations, messages, baseline)
+    return Tables(comparisons, changes, synchronizations, messages, baseline, comparison_parts)

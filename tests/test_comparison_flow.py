@@ -211,3 +211,36 @@ def test_a_failed_comparison_leaves_a_message_and_a_reason(demo, worker):
     assert info.status.value == "failed"
     assert "cms_pages" in info.error
     assert messages[0].title == "FAILURE: Comparison of environments"
+
+
+def comparable(changes) -> list[tuple]:
+    return sorted((c.table_name, c.key, c.tab.value, c.action, c.reason, c.selected, c.selectable, str(c.needs))
+                  for c in changes)
+
+
+def test_a_large_comparison_split_across_workers_gives_the_same_changes_as_one_job(demo, start_worker):
+    """With parts of 40 rows, the products table (about 400 rows on both sides) becomes key-range jobs
+    shared by two workers; the stored changes are those of a single job."""
+    from envsync_plugin.service.comparisons import run_comparison
+
+    with demo.app().app_context():  # one job, in this process
+        whole = service.start_comparison("test-to-prod", "all", ALL_MODULES, user=None)
+        run_comparison(whole.id)
+        expected = comparable(service.all_changes(whole.id))
+        single = service.get_comparison(whole.id)
+    demo.env["FLASK_ENVSYNC_COMPARISON_PART_ROWS"] = "40"
+    start_worker()
+    start_worker()
+    app = demo.app()
+    with app.app_context():
+        split = service.wait_for_comparison(
+            service.start_comparison("test-to-prod", "all", ALL_MODULES, user=None).id, timeout=180)
+        assert split.status.value == "ready", split.error
+        parts = service.connection().execute(
+            sa.text("SELECT count(*) FROM envsync_comparison_parts WHERE comparison_id = :c"), {"c": split.id}
+        ).scalar_one()
+        got = comparable(service.all_changes(split.id))
+    assert parts > 8  # several key ranges of products, and every other table on its own
+    assert got == expected
+    assert split.counts == single.counts
+    assert split.progress_done == split.progress_total == single.progress_total

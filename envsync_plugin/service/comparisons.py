@@ -13,7 +13,7 @@ from ..engine.types import Change, Direction, Mode, decode_key
 from ..errors import InvalidInput, NotAllowed, NotFound
 from ..extension import current_envsync
 from ..models import ComparisonStatus, SynchronizationStatus, Tab
-from .base import ComparisonInfo, connection, enqueue, start_refusal, utcnow
+from .base import ComparisonInfo, connection, enqueue, queue, start_refusal, utcnow
 
 #: How often a running comparison writes its progress (seconds).
 PROGRESS_INTERVAL = 0.25
@@ -171,10 +171,12 @@ def _finish(comparison_id: int, status: ComparisonStatus, **values: object) -> N
 # --- the job's work -------------------------------------------------------------------------------
 
 class _ProgressWriter:
-    """Writes records compared / total per module, at most every PROGRESS_INTERVAL seconds."""
+    """Writes one part's records compared / total per module, at most every PROGRESS_INTERVAL seconds,
+    and the comparison's sums over all its parts (so parts run by several workers add up)."""
 
-    def __init__(self, comparison_id: int, totals: dict[str, int]) -> None:
+    def __init__(self, comparison_id: int, part_id: int, totals: dict[str, int]) -> None:
         self.comparison_id = comparison_id
+        self.part_id = part_id
         self.detail = {key: [0, total] for key, total in totals.items()}
         self.last = 0.0
         self.write(force=True)
@@ -188,12 +190,22 @@ class _ProgressWriter:
         if not force and now - self.last < PROGRESS_INTERVAL:
             return
         self.last = now
-        t = current_envsync.tables.comparisons
-        done = sum(value[0] for value in self.detail.values())
-        total = sum(value[1] for value in self.detail.values())
+        t = current_envsync.tables
         with connection() as conn:
-            conn.execute(t.update().where(t.c.id == self.comparison_id).values(
-                progress_done=min(done, total), progress_total=total, progress_detail=self.detail))
+            conn.execute(t.comparison_parts.update().where(t.comparison_parts.c.id == self.part_id)
+                         .values(progress_detail=self.detail))
+            details = conn.execute(sa.select(t.comparison_parts.c.progress_detail).where(
+                t.comparison_parts.c.comparison_id == self.comparison_id)).scalars().all()
+            summed: dict[str, list[int]] = {}
+            for detail in details:
+                for module, (done, total) in (detail or {}).items():
+                    entry = summed.setdefault(module, [0, 0])
+                    entry[0] += done
+                    entry[1] += total
+            done = sum(value[0] for value in summed.values())
+            total = sum(value[1] for value in summed.values())
+            conn.execute(t.comparisons.update().where(t.comparisons.c.id == self.comparison_id).values(
+                progress_done=min(done, total), progress_total=total, progress_detail=summed))
             conn.commit()
 
     def complete(self) -> None:
@@ -202,51 +214,143 @@ class _ProgressWriter:
         self.write(force=True)
 
 
-def run_comparison(comparison_id: int) -> dict[str, int]:
-    """Compare the two environments and store the changes (the worker's side; safe to run twice)."""
-    from ..engine.compare import SqlBaselineReader, compare, count_records
+def _scope(info: ComparisonInfo):  # noqa: ANN202
+    modules = [current_envsync.modules[key] for key in info.modules]
+    picked = {module.key: (frozenset(info.gallery_folders) if info.gallery_folders is not None else None)
+              for module in modules if module.picker is not None}
+    return modules, picked, source_side(info.direction), target_side(info.direction)
 
+
+def _plan_parts(info: ComparisonInfo) -> list[dict]:
+    """One part for the whole comparison, or, when a table is large, one per table and key range."""
+    from ..engine.compare import KeyRange, count_records, split_key_ranges
+
+    modules, picked, source, target = _scope(info)
+    sizes = {(module.key, spec.name): count_records(source, target, [module], picked=picked,
+                                                    ranges={spec.name: KeyRange()})[module.key]
+             for module in modules for spec in module.tables}
+    # A table with more rows than this (both sides together) is compared in key ranges of about this
+    # many rows, each a job of its own that any worker can take; smaller comparisons run as one job.
+    part_rows = current_envsync.settings.comparison_part_rows
+    if max(sizes.values(), default=0) <= part_rows:
+        return [{"module": None, "table_name": None, "low": None, "high": None}]
+    parts = []
+    for (module_key, table_name), rows in sizes.items():
+        module = current_envsync.modules[module_key]
+        count = -(-rows // part_rows)
+        ranges = (split_key_ranges(source, module, table_name, count, picked=picked.get(module_key))
+                  if count > 1 else [KeyRange()])
+        parts += [{"module": module_key, "table_name": table_name, "low": r.low, "high": r.high} for r in ranges]
+    return parts
+
+
+def run_comparison(comparison_id: int) -> dict[str, int] | None:
+    """Start a queued comparison (the worker's side; safe to run twice): cut it into parts, run a
+    single part at once, or queue the parts for any number of workers and a job that ends it."""
     info = get_comparison(comparison_id)
     if info.status in (ComparisonStatus.READY, ComparisonStatus.FAILED):
         return info.counts
     tables = current_envsync.tables
+    try:
+        parts = _plan_parts(info)
+    except Exception as exc:
+        _fail_comparison(info, exc)
+        raise
     with connection() as conn:
         # A rerun (the first worker died) starts from a clean slate.
         conn.execute(tables.changes.delete().where(tables.changes.c.comparison_id == comparison_id))
+        conn.execute(tables.comparison_parts.delete().where(tables.comparison_parts.c.comparison_id == comparison_id))
         conn.execute(tables.comparisons.update().where(tables.comparisons.c.id == comparison_id).values(
             status=ComparisonStatus.RUNNING.value, started_at=utcnow(), error=None))
+        part_ids = [conn.execute(tables.comparison_parts.insert().values(
+            comparison_id=comparison_id, status=ComparisonStatus.QUEUED.value, **part)).inserted_primary_key[0]
+            for part in parts]
+        conn.commit()
+    if len(part_ids) == 1:
+        run_comparison_part(part_ids[0])
+        return finish_comparison(comparison_id)
+    from rq.job import Dependency
+
+    from ..jobs.comparison import finish_comparison as finish_job
+    from ..jobs.comparison import run_comparison_part as part_job
+
+    jobs = [queue().enqueue(part_job, part_id, job_id=f"envsync-comparison-{comparison_id}-part-{part_id}")
+            for part_id in part_ids]
+    queue().enqueue(finish_job, comparison_id, job_id=f"envsync-comparison-{comparison_id}-finish",
+                    depends_on=Dependency(jobs=jobs, allow_failure=True))
+    return None
+
+
+def run_comparison_part(part_id: int) -> int:
+    """Compare one part and store its changes; returns how many. Safe to run twice."""
+    from ..engine.compare import KeyRange, SqlBaselineReader, compare, count_records
+
+    tables = current_envsync.tables
+    p = tables.comparison_parts
+    with connection() as conn:
+        part = conn.execute(sa.select(p).where(p.c.id == part_id)).first()
+    if part is None or part.status == ComparisonStatus.READY.value:
+        return 0
+    info = get_comparison(part.comparison_id)
+    if info.status is not ComparisonStatus.RUNNING:
+        return 0
+    with connection() as conn:
+        conn.execute(tables.changes.delete().where(tables.changes.c.part_id == part_id))
+        conn.execute(p.update().where(p.c.id == part_id).values(status=ComparisonStatus.RUNNING.value))
         conn.commit()
     try:
-        modules = [current_envsync.modules[key] for key in info.modules]
-        picked = {module.key: (frozenset(info.gallery_folders) if info.gallery_folders is not None else None)
-                  for module in modules if module.picker is not None}
-        source, target = source_side(info.direction), target_side(info.direction)
-        totals = count_records(source, target, modules, picked=picked)
-        progress = _ProgressWriter(comparison_id, totals)
-        counts = {tab.value: 0 for tab in Tab}
+        modules, picked, source, target = _scope(info)
+        # Every module stays in view (a reference may be met by another module's records); only the
+        # part's table and key range are compared.
+        ranges = None if part.table_name is None else {part.table_name: KeyRange(part.low, part.high)}
+        progress = _ProgressWriter(info.id, part_id, count_records(source, target, modules, picked=picked,
+                                                                   ranges=ranges))
+        stored = 0
         with connection() as conn:
             baseline = SqlBaselineReader(conn, tables.baseline)
             batch: list[dict] = []
             for change in compare(source, target, modules, mode=info.mode, picked=picked, baseline=baseline,
-                                  progress=progress):
-                counts[change.tab] += 1
-                batch.append(_change_row(comparison_id, change))
+                                  progress=progress, ranges=ranges):
+                batch.append(_change_row(info.id, change, part_id))
                 if len(batch) >= STORE_BATCH:
-                    _store(batch)
+                    stored += _store(batch)
                     batch = []
-            _store(batch)
+            stored += _store(batch)
         progress.complete()
     except Exception as exc:
+        with connection() as conn:
+            conn.execute(p.update().where(p.c.id == part_id).values(status=ComparisonStatus.FAILED.value,
+                                                                   error=str(exc)))
+            conn.commit()
         _fail_comparison(info, exc)
         raise
+    with connection() as conn:
+        conn.execute(p.update().where(p.c.id == part_id).values(status=ComparisonStatus.READY.value))
+        conn.commit()
+    return stored
+
+
+def finish_comparison(comparison_id: int) -> dict[str, int] | None:
+    """Once every part is done: count the tabs, mark the comparison ready and tell the initiator."""
+    tables = current_envsync.tables
+    info = get_comparison(comparison_id)
+    if info.status is not ComparisonStatus.RUNNING:
+        return info.counts
+    with connection() as conn:
+        statuses = conn.execute(sa.select(tables.comparison_parts.c.status).where(
+            tables.comparison_parts.c.comparison_id == comparison_id)).scalars().all()
+    if any(status != ComparisonStatus.READY.value for status in statuses):
+        return None  # a part failed (the comparison says why) or was lost; a rerun starts over
+    counts = {tab.value: total["total"] for tab, total in
+              ((Tab(tab), total) for tab, total in selection_counts(comparison_id).items())}
     _finish(comparison_id, ComparisonStatus.READY, counts=counts)
     _notify_ready(get_comparison(comparison_id))
     return counts
 
 
-def _change_row(comparison_id: int, change: Change) -> dict:
+def _change_row(comparison_id: int, change: Change, part_id: int | None = None) -> dict:
     return {
-        "comparison_id": comparison_id, "module": change.module, "table_name": change.table_name,
+        "comparison_id": comparison_id, "part_id": part_id, "module": change.module, "table_name": change.table_name,
         "key": change.key, "tab": change.tab, "action": change.action, "reason": change.reason,
         "label": change.label[:1000], "selected": change.selected_by_default, "selectable": change.selectable,
         "source_fingerprint": change.source_fingerprint, "target_fingerprint": change.target_fingerprint,
@@ -254,18 +358,26 @@ def _change_row(comparison_id: int, change: Change) -> dict:
     }
 
 
-def _store(rows: list[dict]) -> None:
+def _store(rows: list[dict]) -> int:
     if rows:
         with connection() as conn:
             conn.execute(current_envsync.tables.changes.insert(), rows)
             conn.commit()
+    return len(rows)
 
 
 def _fail_comparison(info: ComparisonInfo, exc: BaseException) -> None:
     from .messages import add_message
 
     reason = f"The comparison could not be completed: {exc}"
-    _finish(info.id, ComparisonStatus.FAILED, error=reason)
+    t = current_envsync.tables.comparisons
+    with connection() as conn:  # once, even when several parts fail
+        claimed = conn.execute(t.update().where(t.c.id == info.id, t.c.status.in_(
+            [ComparisonStatus.QUEUED.value, ComparisonStatus.RUNNING.value])).values(
+            status=ComparisonStatus.FAILED.value, finished_at=utcnow(), error=reason))
+        conn.commit()
+    if claimed.rowcount == 0:
+        return
     add_message(title="FAILURE: Comparison of environments", level="failure", recipient=info.requested_by,
                 comparison_id=info.id,
                 body=f"The comparison #{info.id} ({info.direction.arrow}) failed. {reason} Nothing was changed in "
@@ -475,7 +587,7 @@ def wait_for_comparison(comparison_id: int, timeout: float | None = None,
 
 
 __all__ = [
-    "ChangeInfo", "ChangePage", "all_changes", "change_diff", "get_change", "get_comparison", "list_changes",
+    "ChangeInfo", "ChangePage", "all_changes", "finish_comparison", "run_comparison_part", "change_diff", "get_change", "get_comparison", "list_changes",
     "parse_direction", "parse_mode", "parse_modules", "picker_items", "run_comparison", "select_changes",
     "selected_summary", "selection_counts", "start_comparison", "suggested_items", "wait_for_comparison",
 ]
