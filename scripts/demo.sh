@@ -17,7 +17,7 @@ fi
 flask=".venv/bin/flask --app example_host"
 export FLASK_MAIL_SERVER=127.0.0.1 FLASK_MAIL_PORT=$mail_port
 instance=$(.venv/bin/python -c 'from example_host import create_app; print(create_app().instance_path)')
-mkdir -p "$instance/mail"
+mkdir -p "$instance/mail/new" "$instance/mail/cur" "$instance/mail/tmp"  # a Maildir
 
 if [ "${DEMO_RESET:-1}" = 1 ]; then
   $flask demo-data --reset

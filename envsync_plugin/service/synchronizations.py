@@ -277,7 +277,8 @@ def _failed(info: SynchronizationInfo, reason: str, detail: str | None, summary:
 
 
 def _success_message(info: SynchronizationInfo, direction: Direction) -> None:
-    lines = [f"{module}: " + ", ".join(f"{Tab(tab).title.lower()} {count}" for tab, count in tabs.items())
+    lines = [f"{_module_label(module)}: " + ", ".join(f"{Tab(tab).title.lower()} {count}"
+                                                   for tab, count in tabs.items())
              for module, tabs in info.summary.get("modules", {}).items()]
     if info.test_import:
         body = (f"Test import of synchronization #{info.id} ({direction.arrow}) completed: every change was "
@@ -289,6 +290,10 @@ def _success_message(info: SynchronizationInfo, direction: Direction) -> None:
         title = TITLE_SUCCESS
     _message(info, title, "success", body)
     _mail(info, "synchronization_success", title)
+
+
+def _module_label(key: str) -> str:
+    return current_envsync.modules[key].label if key in current_envsync.modules else key
 
 
 def _process_message(info: SynchronizationInfo) -> None:
@@ -309,7 +314,7 @@ def _mail(info: SynchronizationInfo, template: str, subject: str) -> None:
     from ..mail import send
 
     comparison = get_comparison(info.comparison_id)
-    summary_rows = [(module, [(Tab(tab).title, count) for tab, count in tabs.items()])
+    summary_rows = [(_module_label(module), [(Tab(tab).title, count) for tab, count in tabs.items()])
                     for module, tabs in info.summary.get("modules", {}).items()]
     link = f"{comparison.base_url or ''}/admin/synchronization/messages/"
     error = send(template, info.requested_by, subject, synchronization=info, direction=comparison.direction,
