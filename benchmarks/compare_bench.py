@@ -1,6 +1,6 @@
 """Benchmark of the comparison engine: compare() end to end on two environments of N products.
 
-    .venv/bin/python benchmarks/compare_bench.py [--records 1000000] [--sizes 100000,1000000]
+    .venv/bin/python benchmarks/compare_bench.py [--records 1000000] [--sizes 100000,1000000] [--repeat 3]
                                                  [--postgres postgresql+psycopg://postgres@127.0.0.1/postgres]
 
 Builds PROD and TEST (SQLite files, cached under --workdir) with the example shop's tables: N products
@@ -11,20 +11,26 @@ counted, not stored: storing them is the job layer's work, not measured here.
 
 Beside it: ``sqldiff --summary`` (Debian sqlite3-tools) on the same two files, and with --postgres the
 same comparison between two PostgreSQL databases beside ``COPY (SELECT * FROM products) TO STDOUT`` of
-both read into a null sink. Prints figures; asserts nothing.
+both read into a null sink. With --repeat N every figure is the median of N runs (the comparison, and
+sqldiff or COPY right after it, so both see the same load). Prints figures and the load average;
+asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import sqlalchemy as sa
 
@@ -200,6 +206,21 @@ def time_copy(urls: list[str]) -> float:
     return total
 
 
+def median_runs(repeat: int, compare: Callable[[], dict], reference: Callable[[], float | None]
+                ) -> tuple[dict, float | None]:
+    """The comparison's figures and the reference's time, each the median of ``repeat`` runs taken in
+    turn (peak RSS: the largest)."""
+    runs, references = [], []
+    for _ in range(repeat):
+        runs.append(compare())
+        references.append(reference())
+    figures = dict(runs[0])
+    figures["seconds"] = statistics.median(r["seconds"] for r in runs)
+    figures["rss_kib"] = max(r["rss_kib"] for r in runs)
+    known = [r for r in references if r is not None]
+    return figures, (statistics.median(known) if known else None)
+
+
 def report(label: str, n: int, figures: dict, reference_name: str, reference: float | None) -> None:
     products_rows = n * 2  # both sides, about
     seconds = figures["seconds"]
@@ -217,6 +238,7 @@ def main() -> None:
     parser.add_argument("--sizes", default=None, help="comma-separated sizes (default: 100000 and --records)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/envsync-compare-bench"))
     parser.add_argument("--postgres", default=None, help="admin URL of a PostgreSQL server to run against too")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per figure; the median is shown (default 1)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -229,14 +251,18 @@ def main() -> None:
     rss: dict[str, list[float]] = {}
     for n in sizes:
         prod, test = build_sqlite(args.workdir, n)
-        figures = run_child(f"sqlite:///{prod}", f"sqlite:///{test}", prod.parent)
-        report("SQLite", n, figures, "sqldiff --summary", time_sqldiff(prod, test))
+        figures, reference = median_runs(
+            args.repeat, functools.partial(run_child, f"sqlite:///{prod}", f"sqlite:///{test}", prod.parent),
+            functools.partial(time_sqldiff, prod, test))
+        report("SQLite", n, figures, "sqldiff --summary", reference)
         rss.setdefault("SQLite", []).append(figures["rss_kib"])
         if args.postgres:
             urls = list(build_postgres(args.postgres, n))
             try:
-                figures = run_child(urls[0], urls[1], prod.parent)
-                report("PostgreSQL", n, figures, "COPY x2", time_copy(urls))
+                figures, reference = median_runs(args.repeat,
+                                                 functools.partial(run_child, urls[0], urls[1], prod.parent),
+                                                 functools.partial(time_copy, urls))
+                report("PostgreSQL", n, figures, "COPY x2", reference)
                 rss.setdefault("PostgreSQL", []).append(figures["rss_kib"])
             finally:
                 drop_postgres(args.postgres, urls)
@@ -244,6 +270,7 @@ def main() -> None:
         if len(values) > 1:
             print(f"{label}: peak RSS {values[-1] / values[0]:.2f}x from {sizes[0]:,} to {sizes[-1]:,} products "
                   f"(target: within 10%)")
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from typing import Iterable, Protocol
 
 import sqlalchemy as sa
 
-from .schema import LOOKUP_CHUNK, chunked
+from .schema import LOOKUP_CHUNK, chunked, in_values, lookup_chunk
 
 
 class BaselineReader(Protocol):
@@ -39,8 +39,10 @@ class SqlBaselineReader:
     def fingerprints(self, table_name: str, keys: list[str]) -> dict[str, str]:
         t = self.table
         found: dict[str, str] = {}
-        for part in chunked(keys):
-            stmt = sa.select(t.c.key, t.c.fingerprint).where(t.c.table_name == table_name, t.c.key.in_(part))
+        dialect = self.conn.dialect.name
+        for part in chunked(keys, lookup_chunk(dialect)):
+            stmt = sa.select(t.c.key, t.c.fingerprint).where(t.c.table_name == table_name,
+                                                             in_values(t.c.key, part, dialect))
             found.update((key, fingerprint) for key, fingerprint in self.conn.execute(stmt))
         return found
 

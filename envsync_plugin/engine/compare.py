@@ -29,11 +29,16 @@ Progress counts rows read on both sides: ``count_records`` gives the matching to
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
+import queue
+import threading
+from bisect import bisect_right
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import sqlalchemy as sa
 
@@ -44,11 +49,14 @@ from .fingerprint import normalize
 from .schema import (
     TablePlan,
     chunked,
+    in_values,
     is_text,
+    lookup_chunk,
     noun,
     read_rows,
     reflect,
     row_filter,
+    select_hashes,
     select_rows,
     stream,
 )
@@ -62,6 +70,21 @@ __all__ = [
 
 #: Source rows per slice of a SQLite join (see _Comparison._slices).
 JOIN_SLICE = 50_000
+
+#: (key, hash) rows per fetch of a PostgreSQL hash stream (see _Comparison._hashed); False: stream whole
+#: rows and merge them as for any other database.
+HASH_FETCH: int | bool = 20_000
+
+#: Parent values remembered as present in the target, per foreign key (bounds the memory it takes).
+PRESENT_CACHE = 100_000
+
+#: The youngest generation's size while a comparison runs (see _fewer_collections).
+GC_THRESHOLD = 100_000
+
+#: Partitions a reading thread may run ahead of the comparison (see _prefetched).
+PREFETCH_DEPTH = 4
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -116,18 +139,24 @@ class RecordDiff:
 _NEW, _DELETED, _BOTH = "new", "deleted", "both"
 
 
-@dataclass
+_ACTIONS = {_NEW: "insert", _DELETED: "delete", _BOTH: "update"}
+_TABS = {_NEW: "new", _DELETED: "deleted", _BOTH: "modified"}
+
+
 class _Found:
-    kind: str
-    key: Any
-    s_row: Sequence[Any] | None
-    t_row: Sequence[Any] | None
-    s_fp: str | None = None
-    t_fp: str | None = None
-    key_json: str = ""
-    reasons: list[str] = field(default_factory=list)
-    selectable: bool = True
-    needs: list[RecordRef] = field(default_factory=list)
+    """One differing key on its way to a Change (a slotted class: one is made per change)."""
+
+    __slots__ = ("kind", "key", "s_row", "t_row", "s_fp", "t_fp", "key_json", "label", "reasons", "selectable",
+                 "needs")
+
+    def __init__(self, kind: str, key: Any, s_row: Sequence[Any] | None, t_row: Sequence[Any] | None) -> None:
+        self.kind, self.key, self.s_row, self.t_row = kind, key, s_row, t_row
+        self.s_fp: str | None = None
+        self.t_fp: str | None = None
+        self.key_json = self.label = ""
+        self.reasons: list[str] = []
+        self.selectable = True
+        self.needs: list[RecordRef] = []
 
 
 _OTHER = SyncModule("envsync_other", "Not synchronized", tables=[SyncTable("envsync_other")])
@@ -176,6 +205,9 @@ class _Comparison:
         self.attached: dict[str, sa.Table] | None = None
         if sqlite_attach and self.s_dialect == "sqlite" == self.t_dialect:
             self.attached = self._attach(stack)
+        self.hashed = bool(HASH_FETCH) and self.s_dialect == "postgresql" == self.t_dialect
+        # Parent values known to be in the target (see _check_parents), by (table, column).
+        self._present: dict[tuple[str, str], set[Any]] = defaultdict(set)
 
     def _attach(self, stack: contextlib.ExitStack) -> dict[str, sa.Table] | None:
         """Attach the target's SQLite file to the source's stream connection (see _joined)."""
@@ -231,8 +263,9 @@ class _Comparison:
 
     def table_changes(self, module: SyncModule, spec: SyncTable, key_range: KeyRange) -> Iterator[Change]:
         if self.attached is not None:
-            found = itertools.chain.from_iterable(
-                self._joined(module, spec, part, share) for part, share in self._slices(module, spec, key_range))
+            found = self._joined(module, spec, key_range)
+        elif self.hashed and spec.file is None:
+            found = self._hashed(module, spec, key_range)
         else:
             found = self._merged(module, spec, key_range)
         batch: list[_Found] = []
@@ -311,83 +344,179 @@ class _Comparison:
         return [(part, share if i < len(parts) - 1 else total - share * (len(parts) - 1))
                 for i, part in enumerate(parts)]
 
-    def _joined(self, module: SyncModule, spec: SyncTable, key_range: KeyRange, share: int) -> Iterator[_Found]:
+    def _joined(self, module: SyncModule, spec: SyncTable, key_range: KeyRange) -> Iterator[_Found]:
         """The keys that differ, found by SQLite itself: the target file is attached to the source's
         stream connection and each table is joined with its twin on the key (as sqldiff does), so only
-        differing rows ever reach Python. Same rows, same plans, same results as _merged."""
+        differing rows ever reach Python. Same rows, same plans, same results as _merged.
+
+        (Not in a reading thread as _hashed: sqlite3 takes the GIL back for every row it returns, and
+        the two threads' hand-overs cost more than the overlap gains.)"""
         assert self.attached is not None
         s_plan = self.plan("s", spec.name)
         a_plan = TablePlan.build(self.attached, module, spec, s_plan.columns)
         a_side = Side(self.attached, self.picked[module.key])
-        s_sub = select_rows(s_plan, self.s_sides[module.key], "sqlite", low=key_range.low, high=key_range.high,
-                            ordered=False).subquery("envsync_s")
-        t_sub = select_rows(a_plan, a_side, "sqlite", low=key_range.low, high=key_range.high,
-                            ordered=False).subquery("envsync_t")
-        s_cols, t_cols = list(s_sub.c), list(t_sub.c)
-        width = len(s_cols)
+        width = len(s_plan.columns) + (s_plan.folder_table is not None)  # a folder's name comes last
         pk_at = [s_plan.index(name) for name in s_plan.pk]
-        on = sa.and_(*(s_cols[i] == t_cols[i] for i in pk_at))
         key_of = s_plan.key_of
         identity_at = [s_plan.index(name) for name in spec.identity]
 
-        def differs(indexes: Iterable[int]) -> sa.ColumnElement[bool]:
-            # BINARY: a column's own NOCASE collation must not hide a change.
-            return sa.or_(*(sa.collate(s_cols[i], "BINARY").is_distinct_from(sa.collate(t_cols[i], "BINARY"))
-                            if is_text(s_plan.table.c[s_plan.columns[i]].type)
-                            else s_cols[i].is_distinct_from(t_cols[i]) for i in indexes))
+        def queries(part: KeyRange) -> tuple[sa.Select[Any], sa.Select[Any] | None]:
+            s_sub = select_rows(s_plan, self.s_sides[module.key], "sqlite", low=part.low, high=part.high,
+                                ordered=False).subquery("envsync_s")
+            t_sub = select_rows(a_plan, a_side, "sqlite", low=part.low, high=part.high,
+                                ordered=False).subquery("envsync_t")
+            s_cols, t_cols = list(s_sub.c), list(t_sub.c)
+            on = sa.and_(*(s_cols[i] == t_cols[i] for i in pk_at))
 
-        if self.mode is Mode.NEW:
-            changed = differs(identity_at) if identity_at else sa.false()
-        elif spec.file is not None:
-            changed = sa.true()  # file bytes are content too: every pair is resolved
-        else:
-            changed = differs(range(s_plan.n_compared))
-        order = [s_cols[i] for i in pk_at]
-        both = (sa.select(*s_cols, *t_cols).select_from(s_sub.outerjoin(t_sub, on))
-                .where(sa.or_(t_cols[pk_at[0]].is_(None), changed)).order_by(*order))
-        for part in self._partitions(self.s_stream, both, module.key, counted=False):
-            for row in part:
-                s_row, t_row = tuple(row[:width]), tuple(row[width:])
-                if t_row[pk_at[0]] is None:
-                    yield _Found(_NEW, key_of(s_row), s_row, None)
+            def differs(indexes: Iterable[int]) -> sa.ColumnElement[bool]:
+                # BINARY: a column's own NOCASE collation must not hide a change.
+                return sa.or_(*(sa.collate(s_cols[i], "BINARY").is_distinct_from(sa.collate(t_cols[i], "BINARY"))
+                                if is_text(s_plan.table.c[s_plan.columns[i]].type)
+                                else s_cols[i].is_distinct_from(t_cols[i]) for i in indexes))
+
+            if self.mode is Mode.NEW:
+                changed = differs(identity_at) if identity_at else sa.false()
+            elif spec.file is not None:
+                changed = sa.true()  # file bytes are content too: every pair is resolved
+            else:
+                changed = differs(range(s_plan.n_compared))
+            both = (sa.select(*s_cols, *t_cols).select_from(s_sub.outerjoin(t_sub, on))
+                    .where(sa.or_(t_cols[pk_at[0]].is_(None), changed)).order_by(*(s_cols[i] for i in pk_at)))
+            if self.mode is Mode.NEW:
+                return both, None
+            gone = (sa.select(*t_cols).select_from(t_sub.outerjoin(s_sub, on))
+                    .where(s_cols[pk_at[0]].is_(None)).order_by(*(t_cols[i] for i in pk_at)))
+            return both, gone
+
+        def read() -> Iterator[tuple[str, Any]]:
+            for part, share in self._slices(module, spec, key_range):
+                both, gone = queries(part)
+                for rows in stream(self.s_stream, both, self.chunk_size):
+                    yield _BOTH, rows
+                if gone is not None:
+                    for rows in stream(self.s_stream, gone, self.chunk_size):
+                        yield _DELETED, rows
+                yield "share", share
+
+        for kind, rows in read():
+            if kind == "share":
+                # Only differing rows were read: progress moves by this slice's share of both sides' rows.
+                self._advance(module.key, rows)
+            elif kind is _BOTH:
+                for row in rows:
+                    s_row, t_row = tuple(row[:width]), tuple(row[width:])
+                    if t_row[pk_at[0]] is None:
+                        yield _Found(_NEW, key_of(s_row), s_row, None)
+                    else:
+                        yield _Found(_BOTH, key_of(s_row), s_row, t_row)
+            else:
+                for row in rows:
+                    t_row = tuple(row)
+                    yield _Found(_DELETED, key_of(t_row), None, t_row)
+
+    def _hashed(self, module: SyncModule, spec: SyncTable, key_range: KeyRange) -> Iterator[_Found]:
+        """The keys that differ between two PostgreSQL databases: each side streams only ``(key, hash of
+        its compared columns' text)`` in key order, computed by the server (schema.select_hashes), read
+        in large fetches by a thread per side; windows of keys both streams have fully read are compared
+        as sets, and only the keys whose hashes differ are read whole (batched lookups) and merged as
+        _merged does. A hash can only make rows look different when they are not (then the whole rows
+        say so); equal text means equal values."""
+        s_plan, t_plan = self.plan("s", spec.name), self.plan("t", spec.name)
+        s_side, t_side = self.s_sides[module.key], self.t_sides[module.key]
+        streams = [_prefetched(self._hash_stream(conn, plan, side, key_range))
+                   for conn, plan, side in ((self.s_stream, s_plan, s_side), (self.t_stream, t_plan, t_side))]
+        n = s_plan.n_compared
+        new_only = self.mode is Mode.NEW
+        identity_at = [s_plan.index(name) for name in spec.identity]
+        bufs: list[list[tuple[Any, Any]]] = [[], []]
+        open_ = [True, True]
+        key = itemgetter(0)
+        try:
+            while True:
+                for side in (0, 1):
+                    # Top a buffer up once it is half read, so windows stay about HASH_FETCH keys wide.
+                    if open_[side] and len(bufs[side]) < int(HASH_FETCH) // 2:
+                        rows = next(streams[side], None)
+                        if rows is None:
+                            open_[side] = False
+                        else:
+                            self._advance(module.key, len(rows))
+                            bufs[side] = bufs[side] + rows if bufs[side] else rows
+                s_buf, t_buf = bufs
+                if not s_buf and not t_buf:
+                    return
+                # The window: keys up to the last one both sides have read (a closed side has read them all).
+                ends = [buf[-1][0] for buf, more in ((s_buf, open_[0]), (t_buf, open_[1])) if more and buf]
+                if ends:
+                    high = min(ends)
+                    i, j = bisect_right(s_buf, high, key=key), bisect_right(t_buf, high, key=key)
                 else:
-                    yield _Found(_BOTH, key_of(s_row), s_row, t_row)
-        if self.mode is not Mode.NEW:
-            yield from self._gone(module, spec, s_sub, t_sub, on, pk_at)
-        # Only differing rows were read here: progress moves by this slice's share of both sides' rows.
-        self._advance(module.key, share)
+                    i, j = len(s_buf), len(t_buf)
+                s_part, t_part = s_buf[:i], t_buf[:j]
+                bufs = [s_buf[i:], t_buf[j:]]
+                if s_part == t_part:
+                    continue
+                s_set, t_set = set(s_part), set(t_part)  # set - set reuses the hashes the sets hold
+                s_keys = {k for k, _h in s_set - t_set}
+                t_keys = {k for k, _h in t_set - s_set}
+                both = s_keys & t_keys
+                s_rows = read_rows(self.s_conn, s_plan, sorted(s_keys), s_side)
+                t_rows = read_rows(self.t_conn, t_plan, sorted(t_keys if not new_only else both), t_side)
+                for k in sorted(s_keys | t_keys):
+                    s, t = s_rows.get(k), t_rows.get(k)
+                    if s is not None and t is not None:
+                        if new_only:
+                            if identity_at and any(s[i] != t[i] for i in identity_at):
+                                yield _Found(_BOTH, k, s, t)
+                        elif s[:n] != t[:n]:
+                            yield _Found(_BOTH, k, s, t)
+                    elif s is not None:
+                        yield _Found(_NEW, k, s, None)
+                    elif t is not None and not new_only:
+                        yield _Found(_DELETED, k, None, t)
+        finally:
+            for stream_ in streams:
+                stream_.close()  # stops its reading thread and closes its cursor
 
-    def _gone(self, module: SyncModule, spec: SyncTable, s_sub: sa.Subquery, t_sub: sa.Subquery,
-              on: sa.ColumnElement[bool], pk_at: list[int]) -> Iterator[_Found]:
-        s_cols, t_cols = list(s_sub.c), list(t_sub.c)
-        key_of = self.plan("s", spec.name).key_of
-        gone = (sa.select(*t_cols).select_from(t_sub.outerjoin(s_sub, on))
-                .where(s_cols[pk_at[0]].is_(None)).order_by(*(t_cols[i] for i in pk_at)))
-        for part in self._partitions(self.s_stream, gone, module.key, counted=False):
-            for row in part:
-                t_row = tuple(row)
-                yield _Found(_DELETED, key_of(t_row), None, t_row)
+    def _hash_stream(self, conn: sa.Connection, plan: TablePlan, side: Side, key_range: KeyRange
+                     ) -> Iterator[list[tuple[Any, Any]]]:
+        """``[(key, hash), ...]`` lists of one side in key order, through a psycopg server-side cursor
+        on the stream connection (plain tuples, no Row objects: there are millions)."""
+        stmt = select_hashes(plan, side, conn.dialect.name, low=key_range.low, high=key_range.high)
+        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        params = compiled.construct_params()
+        for name, process in getattr(compiled, "_bind_processors", {}).items():
+            if name in params:
+                params[name] = process(params[name])
+        composite = len(plan.pk) > 1
+        driver = conn.connection.driver_connection
+        with driver.cursor(name=f"envsync_hashes_{id(plan)}") as cursor:  # type: ignore[union-attr]
+            cursor.execute(compiled.string, params)
+            while rows := cursor.fetchmany(int(HASH_FETCH)):
+                yield [(tuple(r[:-1]), r[-1]) for r in rows] if composite else rows
 
     # --- resolving a batch ----------------------------------------------------------------------
 
     def resolve(self, module: SyncModule, spec: SyncTable, batch: list[_Found]) -> Iterator[Change]:
         s_plan, t_plan = self.plan("s", spec.name), self.plan("t", spec.name)
-        s_fp = s_plan.fingerprinter(self.source.media_root)
-        t_fp = t_plan.fingerprinter(self.target.media_root)
         S, T = self.source.name, self.target.name
         what = noun(spec.name)
+        # Fingerprints a batch at a time, column by column (see TablePlan.fingerprints).
+        with_s = [f for f in batch if f.s_row is not None]
+        for f, fp in zip(with_s, s_plan.fingerprints([f.s_row for f in with_s], self.source.media_root), strict=True):
+            f.s_fp = fp
+        with_t = [f for f in batch if f.t_row is not None]
+        for f, fp in zip(with_t, t_plan.fingerprints([f.t_row for f in with_t], self.target.media_root), strict=True):
+            f.t_fp = fp
 
         check_paths = spec.file is not None or spec.name in self.folder_columns
         encode = s_plan.encode
+        mode_all = self.mode is Mode.ALL
         kept: list[_Found] = []
         for found in batch:
-            found.key_json = encode(found.key)
-            if found.s_row is not None:
-                found.s_fp = s_fp(found.s_row)
-            if found.t_row is not None:
-                found.t_fp = t_fp(found.t_row)
-            if found.kind == _BOTH and found.s_fp == found.t_fp and self.mode is Mode.ALL:
+            if mode_all and found.kind is _BOTH and found.s_fp == found.t_fp:
                 continue  # the values differed only in their Python types (e.g. across databases)
+            found.key_json = encode(found.key)
             if check_paths:
                 self._check_paths(s_plan, found)
             kept.append(found)
@@ -401,7 +530,7 @@ class _Comparison:
         out: list[_Found] = []
         for found in kept:
             known = base.get(found.key_json)
-            if found.kind == _BOTH:
+            if found.kind is _BOTH:
                 s_ident = tuple(found.s_row[i] for i in identity_at)  # type: ignore[index]
                 t_ident = tuple(found.t_row[i] for i in identity_at)  # type: ignore[index]
                 if s_ident != t_ident:
@@ -413,7 +542,7 @@ class _Comparison:
                 if known is not None and known != found.t_fp:
                     found.reasons.append(f"It was changed on {T} after the last synchronization; "
                                          f"applying it would overwrite that change.")
-            elif found.kind == _NEW:
+            elif found.kind is _NEW:
                 if identity_at:
                     ident = tuple(found.s_row[i] for i in identity_at)  # type: ignore[index]
                     other = taken.get(ident)
@@ -437,16 +566,20 @@ class _Comparison:
         if deletions:
             self._check_children(t_plan, deletions)
 
+        # Labels a batch at a time too: a deleted record is labelled from the target's row.
+        with_s = [f for f in out if f.s_row is not None]
+        for f, label in zip(with_s, s_plan.labels([f.s_row for f in with_s]), strict=True):
+            f.label = label
+        gone = [f for f in out if f.s_row is None]
+        for f, label in zip(gone, t_plan.labels([f.t_row for f in gone]), strict=True):
+            f.label = label
         for found in out:
-            row = found.s_row if found.s_row is not None else found.t_row
-            action = {"new": "insert", "deleted": "delete", "both": "update"}[found.kind]
-            tab = "conflict" if found.reasons else ("modified" if found.kind == _BOTH else found.kind)
-            yield Change(
-                module=module.key, table_name=spec.name, key=found.key_json, tab=tab, action=action,
-                label=(s_plan if found.s_row is not None else t_plan).label(row),  # type: ignore[arg-type]
-                source_fingerprint=found.s_fp, target_fingerprint=found.t_fp,
-                reason=" ".join(found.reasons) or None, selectable=found.selectable,
-                needs=_unique(found.needs))
+            reasons = found.reasons
+            yield Change(module=module.key, table_name=spec.name, key=found.key_json,
+                         tab="conflict" if reasons else _TABS[found.kind], action=_ACTIONS[found.kind],
+                         label=found.label, source_fingerprint=found.s_fp, target_fingerprint=found.t_fp,
+                         reason=" ".join(reasons) if reasons else None, selectable=found.selectable,
+                         needs=_unique(found.needs) if found.needs else [])
 
     def _check_paths(self, plan: TablePlan, found: _Found) -> None:
         """A file or folder name that could leave the media root makes the change unselectable."""
@@ -475,9 +608,10 @@ class _Comparison:
         pk = [table.c[name] for name in t_plan.pk]
         columns = [table.c[name] for name in identity]
         found: dict[tuple[Any, ...], Any] = {}
-        for part in chunked(wanted):
+        dialect = self.t_dialect
+        for part in chunked(wanted, lookup_chunk(dialect)):
             if len(columns) == 1:
-                condition = columns[0].in_([v[0] for v in part])
+                condition = in_values(columns[0], [v[0] for v in part], dialect)
             else:
                 condition = sa.tuple_(*columns).in_(list(part))
             for row in self.t_conn.execute(sa.select(*columns, *pk).where(condition)):
@@ -499,7 +633,14 @@ class _Comparison:
             values = {f.s_row[at] for f in writes} - {None}  # type: ignore[index]
             if not values or parent_name not in self.t_tables:
                 continue
-            present = self._values_in(self.t_conn, self.t_tables[parent_name], parent_column, values, None)
+            # Parents found once are not looked up again (the same categories come back batch after batch).
+            known = self._present[(parent_name, parent_column)]
+            present = values & known
+            if len(present) < len(values):
+                found = self._values_in(self.t_conn, self.t_tables[parent_name], parent_column, values - present, None)
+                present |= found
+                if len(known) < PRESENT_CACHE:
+                    known |= found
             missing = values - present
             if not missing:
                 continue
@@ -543,8 +684,9 @@ class _Comparison:
     def _values_in(self, conn: sa.Connection, table: sa.Table, column: str, values: set[Any],
                    condition: sa.ColumnElement[bool] | None) -> set[Any]:
         present: set[Any] = set()
-        for part in chunked(sorted(values, key=repr)):
-            stmt = sa.select(table.c[column]).where(table.c[column].in_(part))
+        dialect = conn.dialect.name
+        for part in chunked(sorted(values, key=repr), lookup_chunk(dialect)):
+            stmt = sa.select(table.c[column]).where(in_values(table.c[column], part, dialect))
             if condition is not None:
                 stmt = stmt.where(condition)
             present.update(conn.execute(stmt).scalars())
@@ -556,8 +698,10 @@ class _Comparison:
         table = plan.table
         condition = row_filter(plan, side)
         found: dict[Any, Any] = {}
-        for part in chunked(sorted(values, key=repr)):
-            stmt = sa.select(table.c[column], *(table.c[name] for name in plan.pk)).where(table.c[column].in_(part))
+        dialect = conn.dialect.name
+        for part in chunked(sorted(values, key=repr), lookup_chunk(dialect)):
+            stmt = sa.select(table.c[column], *(table.c[name] for name in plan.pk)).where(
+                in_values(table.c[column], part, dialect))
             if condition is not None:
                 stmt = stmt.where(condition)
             for row in conn.execute(stmt):
@@ -685,14 +829,85 @@ class _Comparison:
         child table without a primary key is keyed by row number: it only counts)."""
         pk = list(child.primary_key.columns)
         found: dict[Any, Any] = {}
-        for part in chunked(sorted(parent_keys, key=repr)):
-            stmt = sa.select(*pk, child.c[column]).where(child.c[column].in_(part))
+        dialect = self.t_dialect
+        for part in chunked(sorted(parent_keys, key=repr), lookup_chunk(dialect)):
+            stmt = sa.select(*pk, child.c[column]).where(in_values(child.c[column], part, dialect))
             if condition is not None:
                 stmt = stmt.where(condition)
             for row in self.t_conn.execute(stmt):
                 key = row[0] if len(pk) == 1 else tuple(row[: len(pk)]) if pk else len(found)
                 found[key] = row[len(pk)]
         return found
+
+
+_collections_lock = threading.Lock()
+_collections_users = 0
+_collections_saved: tuple[int, ...] | None = None
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Let the garbage collector's youngest generation grow to GC_THRESHOLD objects while comparisons
+    run: they allocate millions of short-lived, acyclic row tuples, and at the default threshold (700)
+    the collector's passes over them took a third of a PostgreSQL comparison. Cycles are still
+    collected, only less often; the previous thresholds come back when the last comparison ends."""
+    global _collections_users, _collections_saved
+    with _collections_lock:
+        if _collections_users == 0:
+            _collections_saved = gc.get_threshold()
+            gc.set_threshold(max(GC_THRESHOLD, _collections_saved[0]), *_collections_saved[1:])
+        _collections_users += 1
+    try:
+        yield
+    finally:
+        with _collections_lock:
+            _collections_users -= 1
+            if _collections_users == 0 and _collections_saved is not None:
+                gc.set_threshold(*_collections_saved)
+
+
+def _prefetched(parts: Iterator[_T], depth: int | None = None) -> Iterator[_T]:
+    """``parts`` read by a thread of its own, up to ``depth`` (PREFETCH_DEPTH) items ahead: the database
+    works (and lets go of the GIL) while the caller works on the previous items. Memory stays bounded
+    by ``depth``; an error in the thread is raised here; closing this generator stops the thread."""
+    items: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth or PREFETCH_DEPTH)
+    stop = threading.Event()
+
+    def put(item: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for part in parts:
+                if not put((True, part)):
+                    return
+            put((False, None))
+        except BaseException as exc:  # noqa: BLE001 - handed over to the reading side
+            put((False, exc))
+        finally:
+            close = getattr(parts, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=run, name="envsync-compare-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            more, item = items.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _describe(names: Sequence[str], values: Sequence[Any]) -> str:
@@ -734,6 +949,7 @@ def compare(source: EnvironmentSide, target: EnvironmentSide, modules: Sequence[
     Raises schema.SchemaMismatch if a table differs between the two databases.
     """
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_fewer_collections())
         run = _Comparison(stack, source, target, modules, mode, picked, baseline, progress, chunk_size,
                           sqlite_attach)
         if progress is not None:

@@ -12,6 +12,8 @@ Public helpers:
 - ``select_rows(plan, side, ...)``: the ``SELECT`` of a plan in key order (``COLLATE "C"`` on
   PostgreSQL text keys, so the two sides and Python sort alike), with the module's row filter, a key
   range or a key list.
+- ``select_hashes(plan, side, ...)``: PostgreSQL: each row's key and a hash of its compared values, in
+  the same order (what the comparison streams between two PostgreSQL databases).
 - ``read_fingerprints(conn, tables, module, spec, keys, media_root, side=None) -> {key_json: fingerprint}``:
   what the apply re-checks before writing.
 - ``plan.fingerprinter(media_root)``, ``plan.label(row)``, ``plan.media_path(row)``: a row's fingerprint,
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from ..errors import EnvSyncError
 from ..modules import Side, SyncModule, SyncTable
@@ -70,6 +73,11 @@ def reflect(conn: sa.Connection, names: Iterable[str] | None = None, *, schema: 
                                  "migrate both environments to the same version first.")
         metadata.reflect(conn, only=wanted, schema=schema)
     return {table.name: table for table in metadata.tables.values()}
+
+
+def _texts(values: list[Any]) -> list[str]:
+    # _fast_text over a column, inline: no call at all for a str or an int.
+    return [v if (kind := v.__class__) is str else str(v) if kind is int else normalize(v) for v in values]
 
 
 def _fast_text(value: Any) -> str:
@@ -160,15 +168,19 @@ class TablePlan:
 
     # --- fingerprints ---------------------------------------------------------------------------
 
+    @functools.cached_property
+    def _fingerprint_template(self) -> tuple[Callable[..., str], tuple[int, ...]]:
+        # "name\x1f{value}\x1e" per column, filled by one str.format call (C speed, no per-column loop).
+        names = self.compared_names
+        order = self.fingerprint_order
+        template = "".join(names[i].replace("{", "{{").replace("}", "}}") + "\x1f{}\x1e" for i in order)
+        return template.format, order
+
     def fingerprinter(self, media_root: Path) -> Callable[[Sequence[Any]], str]:
         """Row -> fingerprint, byte for byte what fingerprint.row_fingerprint gives over the compared
         columns and the owned file's digest, but as one hash over one joined string (the per-value
         ``update`` calls cost more than the hashing on tables of millions of rows)."""
-        names = self.compared_names
-        order = self.fingerprint_order
-        # "name\x1f{value}\x1e" per column, filled by one str.format call (C speed, no per-column loop).
-        template = "".join(names[i].replace("{", "{{").replace("}", "}}") + "\x1f{}\x1e" for i in order)
-        fill = template.format
+        fill, order = self._fingerprint_template
         pick = itemgetter(*order) if len(order) > 1 else (lambda row: (row[order[0]],))
         blake2b = hashlib.blake2b
         has_file = self.spec.file is not None
@@ -180,6 +192,17 @@ class TablePlan:
             return blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
         return fingerprint
+
+    def fingerprints(self, rows: Sequence[Sequence[Any]], media_root: Path) -> list[str]:
+        """The fingerprints of many rows at once (the same as ``fingerprinter``'s): column by column, so
+        the common cell types are turned into text without a function call per value."""
+        fill, order = self._fingerprint_template
+        columns = [_texts([row[i] for row in rows]) for i in order]
+        texts: Iterable[str] = map(fill, *columns) if columns else ("" for _row in rows)
+        if self.spec.file is not None:
+            texts = [text + "\x1dfile:" + self.file_digest(row, media_root) for text, row in zip(texts, rows, strict=True)]
+        blake2b = hashlib.blake2b
+        return [blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest() for text in texts]
 
     # --- owned files ------------------------------------------------------------------------------
 
@@ -229,6 +252,23 @@ class TablePlan:
         shown = str(key) if len(self.pk) == 1 else ", ".join(map(str, key))
         # A text key (a setting's name) says what the record is; a number needs the table's noun.
         return shown if self.string_key else f"{noun(self.spec.name)} #{shown}"
+
+    def labels(self, rows: Sequence[Sequence[Any]]) -> list[str]:
+        """``label`` of many rows at once (the commonest shape, two label columns, without a call per row)."""
+        at = self._label_at
+        if self.spec.file is not None or len(at) != 2:
+            return [self.label(row) for row in rows]
+        first, second = at
+        out = []
+        for row in rows:
+            a, b = row[first], row[second]
+            a = "" if a is None else str(a)
+            b = "" if b is None else str(b)
+            if a and b:
+                out.append(a if a == b else a + " — " + b)
+            else:
+                out.append(a or b or self.label(row))
+        return out
 
 
 def _text(value: Any) -> str:
@@ -286,9 +326,22 @@ def key_condition(plan: TablePlan, dialect: str, low: Any = None, high: Any = No
     return sa.and_(*conditions) if conditions else None
 
 
-def key_in(plan: TablePlan, keys: Sequence[Any]) -> sa.ColumnElement[bool]:
+def in_values(column: sa.ColumnElement[Any], values: Sequence[Any], dialect: str | None) -> sa.ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL ``column = ANY(array)``: one parameter however many values
+    (an ``IN`` list is rendered, sent and parsed value by value, which costs more than the lookup)."""
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(values)
+
+
+def lookup_chunk(dialect: str | None) -> int:
+    """Values per batched lookup: PostgreSQL's arrays take many more than an ``IN`` list should."""
+    return 10 * LOOKUP_CHUNK if dialect == "postgresql" else LOOKUP_CHUNK
+
+
+def key_in(plan: TablePlan, keys: Sequence[Any], dialect: str | None = None) -> sa.ColumnElement[bool]:
     if len(plan.pk) == 1:
-        return plan.table.c[plan.pk[0]].in_(keys)
+        return in_values(plan.table.c[plan.pk[0]], keys, dialect)
     return sa.tuple_(*(plan.table.c[name] for name in plan.pk)).in_([tuple(k) for k in keys])
 
 
@@ -314,10 +367,24 @@ def select_rows(plan: TablePlan, side: Side | None, dialect: str, *, low: Any = 
     if range_condition is not None:
         stmt = stmt.where(range_condition)
     if keys is not None:
-        stmt = stmt.where(key_in(plan, keys))
+        stmt = stmt.where(key_in(plan, keys, dialect))
     if ordered:
         stmt = stmt.order_by(*_key_columns(plan, dialect))
     return stmt
+
+
+def select_hashes(plan: TablePlan, side: Side | None, dialect: str, *, low: Any = None, high: Any = None
+                  ) -> sa.Select[Any]:
+    """PostgreSQL: ``(key columns..., hash)`` of the rows select_rows gives, in the same order, where
+    hash = ``hashtextextended(ROW(compared columns)::text, 0)``: 64 bits over the values' own text, so
+    two rows with the same hash are, but for a 1 in 2**64 chance, the same row, and the comparison
+    only reads whole the rows whose hashes differ."""
+    rows = select_rows(plan, side, dialect, low=low, high=high, ordered=False).subquery("envsync_rows")
+    text = sa.cast(sa.func.row(*(rows.c[name] for name in plan.compared_names)), sa.Text).collate("C")
+    digest = sa.func.hashtextextended(text, sa.literal_column("0"))
+    keys = [rows.c[name] for name in plan.pk]
+    order = [key.collate("C") if is_text(plan.table.c[key.name].type) else key for key in keys]
+    return sa.select(*keys, digest).order_by(*order)
 
 
 def stream(conn: sa.Connection, stmt: sa.Executable, chunk_size: int) -> Iterator[Sequence[sa.Row[Any]]]:
@@ -341,7 +408,7 @@ def read_rows(conn: sa.Connection, plan: TablePlan, keys: Sequence[Any], side: S
     dialect = conn.dialect.name
     key_of = plan.key_of
     found: dict[Any, sa.Row[Any]] = {}
-    for part in chunked(list(keys)):
+    for part in chunked(list(keys), lookup_chunk(dialect)):
         for row in conn.execute(select_rows(plan, side, dialect, keys=part, ordered=False)):
             found[key_of(row)] = row
     return found

@@ -469,3 +469,29 @@ def test_sqlite_join_and_python_merge_give_the_same_changes(pair, monkeypatch, j
         merged = run(prod, test, mode=mode, sqlite_attach=False, chunk_size=2)
         assert sorted(joined, key=_order) == sorted(merged, key=_order)
         assert joined
+
+
+@pytest.mark.parametrize("hash_fetch", [20_000, 2], ids=["one-window", "many-windows"])
+def test_postgresql_hashes_and_python_merge_give_the_same_changes(pair, monkeypatch, hash_fetch):
+    import envsync_plugin.engine.compare as compare_module
+
+    prod, test = pair
+    if prod.env.engine.dialect.name != "postgresql":
+        pytest.skip("rows are streamed as hashes only between two PostgreSQL databases")
+    test.add("cms_pages", {"id": 2, "slug": "old", "title": "Old", "body": ""})
+    prod.add("cms_pages", {"id": 3, "slug": "new", "title": "New", "body": ""},
+             {"id": 7, "slug": "winter", "title": "Winter", "body": ""})
+    test.add("cms_pages", {"id": 7, "slug": "summer", "title": "Summer", "body": ""})
+    prod.add("products", *({"id": i, "sku": f"S{i}", "name": "p", "price": Decimal("1"), "category_id": 1}
+                           for i in range(2, 40)))
+    test.add("products", *({"id": i, "sku": f"S{i}", "name": "p" if i % 3 else "q", "price": Decimal("1.0"),
+                            "category_id": 1} for i in range(20, 50)))
+    prod.add("system_settings", {"key": "mobile_app.Zeta", "value": "{}"}, {"key": "mobile_app.é", "value": "1"})
+    test.add("system_settings", {"key": "mobile_app.alpha", "value": "{}"}, {"key": "mobile_app.é", "value": "2"})
+    for mode in (Mode.ALL, Mode.NEW):
+        monkeypatch.setattr(compare_module, "HASH_FETCH", hash_fetch)
+        hashed = run(prod, test, mode=mode, chunk_size=3)
+        monkeypatch.setattr(compare_module, "HASH_FETCH", False)
+        merged = run(prod, test, mode=mode, chunk_size=3)
+        assert sorted(hashed, key=_order) == sorted(merged, key=_order)
+        assert hashed
