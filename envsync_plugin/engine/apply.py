@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import operator
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from operator import itemgetter
+from functools import partial
+from itertools import compress, repeat
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
@@ -251,7 +254,7 @@ class _Work:
 
     table: _Table
     items: dict[Any, Any]
-    texts: dict[Any, str]  # key value -> the key as stored (JSON, canonical)
+    texts: dict[Any, str]  # key value -> the key as stored (JSON, canonical); same keys, same order
 
     @classmethod
     def of(cls, table: _Table, entries: Iterable[Any]) -> _Work:
@@ -779,19 +782,24 @@ def _apply(source: MediaEnvironment, target: MediaEnvironment, modules: Sequence
     records: list[AppliedRecord] = []
     baseline: list[BaselineRow] = []
     for name in order:
-        texts = work[name].texts
-        fingerprints = source_read[name].fingerprints
-        for value, item in work[name].items.items():
-            counts = applied.get(item.module)
-            if counts is None:
-                counts = applied[item.module] = dict.fromkeys(ACTIONS, 0)
-            counts[item.action] += 1
-            key = texts[value]
-            records.append(AppliedRecord(item.module, name, key, item.action, item.label))
-            if not test_import:
-                # The target now holds the source's content, so its fingerprint is the source's.
-                baseline.append(BaselineRow(name, key, fingerprints.get(value) if item.action != "delete" else None))
+        entries = list(work[name].items.values())
+        modules = list(map(attrgetter("module"), entries))
+        actions = list(map(attrgetter("action"), entries))
+        keys = list(work[name].texts.values())
+        for (module, action), count in Counter(zip(modules, actions, strict=True)).items():
+            applied.setdefault(module, dict.fromkeys(ACTIONS, 0))[action] += count
+        records.extend(_tuples(AppliedRecord, modules, repeat(name), keys, actions, map(attrgetter("label"), entries)))
+        if not test_import:
+            # The target now holds the source's content, so its fingerprint is the source's.
+            after = map(source_read[name].fingerprints.get, work[name].items)
+            baseline.extend(_tuples(BaselineRow, repeat(name), keys,
+                                    [None if action == "delete" else f for action, f in zip(actions, after, strict=True)]))
     return ApplyResult(sync_id, test_import, applied, records, baseline, backup_id, copied, removed)
+
+
+def _tuples(kind: type[Any], *columns: Iterable[Any]) -> Iterator[Any]:
+    """NamedTuples ``kind`` from columns of values, without a call of its Python-level __new__ each."""
+    return map(partial(tuple.__new__, kind), zip(*columns))  # noqa: B905 - repeat() columns are endless
 
 
 def _check_drift(order: list[str], work: Mapping[str, _Work],
@@ -881,14 +889,19 @@ def _save_backup(store: BackupStore, backup_id: str, order: list[str], work: Map
             columns = work[name].table.insert_columns
             n = len(columns)
             olds, paths = target_read[name].rows, target_read[name].paths
-            fingerprints, texts = source_read[name].fingerprints, work[name].texts
-            for value, item in work[name].items.items():
+            fingerprints, texts, items = source_read[name].fingerprints, work[name].texts, work[name].items
+            # Records absent from the target (new ones): only their key, in bulk.
+            absent = [value not in olds for value in items]
+            entries = list(compress(items.values(), absent))
+            actions = list(map(attrgetter("action"), entries))
+            after = map(fingerprints.get, compress(items, absent))
+            yield from _tuples(BackupRecord, repeat(name), compress(texts.values(), absent), actions, repeat(None),
+                               [None if action == "delete" else f for action, f in zip(actions, after, strict=True)],
+                               repeat(None), map(attrgetter("label"), entries))
+            for value in compress(items, map(operator.not_, absent)):
+                item, old = items[value], olds[value]
                 action = item.action
-                old = olds.get(value)
                 after = fingerprints.get(value) if action != "delete" else None
-                if old is None:
-                    yield BackupRecord(name, texts[value], action, None, after, None, item.label)
-                    continue
                 path = paths.get(value)
                 kept = None
                 if isinstance(path, str) and action != "insert":

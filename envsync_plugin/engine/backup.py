@@ -116,16 +116,23 @@ _NEW_RECORD_LINE = ('{"table": %s, "key": %s, "action": %s, "before": null, "aft
                     '"label": %s}\n')
 
 
-def _record_lines(records: Iterable[BackupRecord]) -> Iterator[str]:
-    quote, new_line = _quote, _NEW_RECORD_LINE
-    for table_name, key, action, before, after, file, label in records:
-        if before is None and file is None:
-            yield new_line % (quote(table_name), quote(key), quote(action),
-                              "null" if after is None else quote(after), quote(label))
-        else:
-            encoded = None if before is None else {k: encode_value(v) for k, v in before.items()}
-            yield json.dumps({"table": table_name, "key": key, "action": action, "before": encoded,
-                              "after": after, "file": file, "label": label}) + "\n"
+def _record_line(record: BackupRecord) -> str:
+    table_name, key, action, before, after, file, label = record
+    encoded = None if before is None else {k: encode_value(v) for k, v in before.items()}
+    return json.dumps({"table": table_name, "key": key, "action": action, "before": encoded,
+                       "after": after, "file": file, "label": label}) + "\n"
+
+
+def _record_text(records: list[BackupRecord]) -> str:
+    """The lines of ``records``; a batch of new records only (the usual batch of a large
+    synchronization) is formatted column by column, without a Python step per record."""
+    if not records:
+        return ""
+    tables, keys, actions, befores, afters, files, labels = zip(*records, strict=True)
+    if befores.count(None) != len(records) or files.count(None) != len(records) or None in afters:
+        return "".join(map(_record_line, records))
+    return "".join(map(_NEW_RECORD_LINE.__mod__, zip(map(_quote, tables), map(_quote, keys), map(_quote, actions),
+                                                     map(_quote, afters), map(_quote, labels), strict=True)))
 
 
 class FolderBackupStore:
@@ -144,9 +151,9 @@ class FolderBackupStore:
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         with open(folder / "records.jsonl", "w", encoding="utf-8") as out:
-            lines = _record_lines(records)
-            while chunk := list(islice(lines, 10_000)):
-                out.write("".join(chunk))
+            records = iter(records)
+            while chunk := list(islice(records, 10_000)):
+                out.write(_record_text(chunk))
         for relative, current in files.items():
             copy = resolve_media_path(folder / "files", relative)
             copy.parent.mkdir(parents=True, exist_ok=True)
