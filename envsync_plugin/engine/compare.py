@@ -73,7 +73,7 @@ JOIN_SLICE = 50_000
 
 #: (key, hash) rows per fetch of a PostgreSQL hash stream (see _Comparison._hashed); False: stream whole
 #: rows and merge them as for any other database.
-HASH_FETCH: int | bool = 20_000
+HASH_FETCH: int | bool = 10_000
 
 #: Parent values remembered as present in the target, per foreign key (bounds the memory it takes).
 PRESENT_CACHE = 100_000
@@ -82,7 +82,7 @@ PRESENT_CACHE = 100_000
 GC_THRESHOLD = 100_000
 
 #: Partitions a reading thread may run ahead of the comparison (see _prefetched).
-PREFETCH_DEPTH = 4
+PREFETCH_DEPTH = 2
 
 _T = TypeVar("_T")
 
