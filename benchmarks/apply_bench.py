@@ -1,15 +1,19 @@
 """Benchmark of the apply engine: 100k new + 10k modified products into a target, wall time and records/s.
 
     .venv/bin/python benchmarks/apply_bench.py [--postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
-        [--new 100000] [--modified 10000] [--no-backup]
+        [--new 100000] [--modified 10000] [--no-backup] [--repeat 3]
 
 SQLite always; PostgreSQL with --postgres (temporary databases are created and dropped). The drift
 check, reference check, backup (unless --no-backup) and the commit are all inside the timed apply.
+With --repeat N each database runs N times on fresh databases and the median is printed too, with
+the load average (the figures move with whatever else the machine runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -56,7 +60,7 @@ def fingerprints(env: Env, keys: list[str]) -> dict[str, str]:
         return read_fingerprints(conn, tables, PRODUCTS, PRODUCTS.table("products"), keys, env.media_root)
 
 
-def run(label: str, source: Env, target: Env, new: int, modified: int, backup_root: Path | None) -> None:
+def run(label: str, source: Env, target: Env, new: int, modified: int, backup_root: Path | None) -> float:
     fill(source, new, modified, source=True)
     fill(target, new, modified, source=False)
     keys = [encode_key(i) for i in range(1, new + modified + 1)]
@@ -71,7 +75,49 @@ def run(label: str, source: Env, target: Env, new: int, modified: int, backup_ro
     with target.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(db.metadata.tables["products"])).scalar() == len(keys)
     print(f"{label:<11} {len(items):>7} records  {seconds:6.2f} s  {len(items) / seconds:>9,.0f} records/s"
-          f"  (backup: {'yes' if backup_root else 'no'})")
+          f"  (backup: {'yes' if backup_root else 'no'}, load {os.getloadavg()[0]:.2f})")
+    return len(items) / seconds
+
+
+def sqlite_run(args: argparse.Namespace, root: Path) -> float:
+    envs = []
+    for name in ("source", "target"):
+        (root / name).mkdir()
+        envs.append(Env(create_environment_engine(f"sqlite:///{root / name}.db"), root / name))
+    for env in envs:
+        db.metadata.create_all(env.engine)
+    try:
+        return run("SQLite", envs[0], envs[1], args.new, args.modified, None if args.no_backup else root / "backups")
+    finally:
+        for env in envs:
+            env.engine.dispose()
+
+
+def postgres_run(args: argparse.Namespace, root: Path) -> float:
+    admin = sa.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
+    names = [f"envsync_bench_{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    with admin.connect() as conn:
+        for name in names:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        envs = []
+        for name in names:
+            url = sa.make_url(args.postgres).set(database=name)
+            env = Env(create_environment_engine(url.render_as_string(hide_password=False)), root / name)
+            env.media_root.mkdir()
+            db.metadata.create_all(env.engine)
+            envs.append(env)
+        try:
+            return run("PostgreSQL", envs[0], envs[1], args.new, args.modified,
+                       None if args.no_backup else root / "pg-backups")
+        finally:
+            for env in envs:
+                env.engine.dispose()
+    finally:
+        with admin.connect() as conn:
+            for name in names:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def main() -> None:
@@ -80,43 +126,18 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=100_000)
     parser.add_argument("--modified", type=int, default=10_000)
     parser.add_argument("--no-backup", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per database; the median is printed")
     args = parser.parse_args()
     assert TablePlan  # the same read plans the comparison uses
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        envs = []
-        for name in ("source", "target"):
-            (root / name).mkdir()
-            envs.append(Env(create_environment_engine(f"sqlite:///{root / name}.db"), root / name))
-        for env in envs:
-            db.metadata.create_all(env.engine)
-        run("SQLite", envs[0], envs[1], args.new, args.modified, None if args.no_backup else root / "backups")
-        for env in envs:
-            env.engine.dispose()
-
-        if args.postgres:
-            admin = sa.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-            names = [f"envsync_bench_{uuid.uuid4().hex[:10]}" for _ in range(2)]
-            with admin.connect() as conn:
-                for name in names:
-                    conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-            try:
-                envs = []
-                for name in names:
-                    url = sa.make_url(args.postgres).set(database=name)
-                    env = Env(create_environment_engine(url.render_as_string(hide_password=False)), root / name)
-                    env.media_root.mkdir()
-                    db.metadata.create_all(env.engine)
-                    envs.append(env)
-                run("PostgreSQL", envs[0], envs[1], args.new, args.modified,
-                    None if args.no_backup else root / "pg-backups")
-                for env in envs:
-                    env.engine.dispose()
-            finally:
-                with admin.connect() as conn:
-                    for name in names:
-                        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
+    kinds = [("SQLite", sqlite_run)] + ([("PostgreSQL", postgres_run)] if args.postgres else [])
+    rates: dict[str, list[float]] = {label: [] for label, _ in kinds}
+    for _ in range(args.repeat):
+        for label, runner in kinds:
+            with tempfile.TemporaryDirectory() as folder:
+                rates[label].append(runner(args, Path(folder)))
+    if args.repeat > 1:
+        for label, found in rates.items():
+            print(f"{label:<11} median of {len(found)}: {statistics.median(found):>9,.0f} records/s")
 
 
 if __name__ == "__main__":
