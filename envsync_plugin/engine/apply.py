@@ -315,14 +315,6 @@ def _key_queries(plan: TablePlan, dialect: str, values: list[Any]) -> Iterator[s
         yield select_rows(plan, None, dialect, keys=part, ordered=False)
 
 
-def _fingerprints(plan: TablePlan, media_root: Path, rows: Sequence[Sequence[Any]]) -> list[str]:
-    # schema.py's column-by-column form where this version has it (several times faster on many rows).
-    batch = getattr(plan, "fingerprints", None)
-    if batch is not None:
-        return batch(rows, media_root)
-    return list(map(plan.fingerprinter(media_root), rows))
-
-
 def _read(conn: sa.Connection, media_root: Path, plan: TablePlan, wanted: Mapping[Any, Any], *,
           lock: bool = False) -> _SideRows:
     """The rows of the key values ``wanted`` whatever the row filter, each fingerprinted once;
@@ -339,7 +331,7 @@ def _read(conn: sa.Connection, media_root: Path, plan: TablePlan, wanted: Mappin
             kept = [(key, row) for key, row in zip(keys, found, strict=True) if key in wanted]
             keys, found = [key for key, _ in kept], [row for _, row in kept]
         rows.update(zip(keys, found, strict=True))
-        fingerprints.update(zip(keys, _fingerprints(plan, media_root, found), strict=True))
+        fingerprints.update(zip(keys, plan.fingerprints(found, media_root), strict=True))
     paths: dict[Any, str | UnsafePath] = {}
     if plan.spec.file is not None:
         for value, row in rows.items():
