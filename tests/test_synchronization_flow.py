@@ -50,7 +50,7 @@ def test_test_to_prod_applies_the_checked_changes_and_says_success(demo, worker)
     assert row(demo.prod, "products", 150) is not None  # deleted records are opt-in
     assert row(demo.prod, "cms_pages", 41)["slug"] != row(demo.test, "cms_pages", 41)["slug"]  # conflict unchecked
     assert message.title == "Success: Synchronization process"
-    assert "CMS pages: new records 1" in message.body
+    assert "CMS pages: modified records 1, new records 1" in message.body
     mails = demo.mailbox.wait_for(2)
     assert any(mail["Subject"] == "Success: Synchronization process" for mail in mails)
     assert info.summary["modules"]["cms_pages"]["new"] == 1
