@@ -99,7 +99,9 @@ def shop_pair(db_kind, make_database_url, tmp_path) -> Iterator[tuple[Side, Side
     for name in ("PROD", "TEST"):
         url = make_database_url(db_kind)
         engine = create_environment_engine(url)
-        db.metadata.create_all(engine)
+        # The shop's tables only: envsync's own are created where envsync runs (host, demo).
+        db.metadata.create_all(engine, tables=[t for t in db.metadata.sorted_tables
+                                               if not t.name.startswith("envsync_")])
         media = tmp_path / f"media-{name.lower()}"
         media.mkdir()
         sides.append(Side(name, url, engine, media))
@@ -240,6 +242,9 @@ def host(shop_pair, redis_url, smtp_server, tmp_path) -> Iterator[Host]:
         "FLASK_MAIL_SERVER": smtp_server.host,
         "FLASK_MAIL_PORT": str(smtp_server.port),
         "FLASK_ENVSYNC_MAIL_SENDER": "envsync@shop.example",
+        # A queue of its own: a worker of an earlier test that is still shutting down must never
+        # take this test's jobs from a shared system Redis.
+        "FLASK_ENVSYNC_QUEUE_NAME": f"envsync-{uuid.uuid4().hex[:12]}",
     }
     if redis_url:
         env["FLASK_ENVSYNC_REDIS_URL"] = redis_url

@@ -69,7 +69,7 @@ __all__ = [
 
 
 #: Source rows per slice of a SQLite join (see _Comparison._slices).
-JOIN_SLICE = 50_000
+JOIN_SLICE = 25_000
 
 #: (key, hash) rows per fetch of a PostgreSQL hash stream (see _Comparison._hashed); False: stream whole
 #: rows and merge them as for any other database.

@@ -16,7 +16,7 @@ from ..models import ComparisonStatus, SynchronizationStatus, Tab
 from .base import ComparisonInfo, connection, enqueue, queue, start_refusal, utcnow
 
 #: How often a running comparison writes its progress (seconds).
-PROGRESS_INTERVAL = 0.25
+PROGRESS_INTERVAL = 0.1
 #: Changes are stored in batches of this many rows.
 STORE_BATCH = 1000
 
