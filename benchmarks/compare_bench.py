@@ -12,8 +12,9 @@ counted, not stored: storing them is the job layer's work, not measured here.
 Beside it: ``sqldiff --summary`` (Debian sqlite3-tools) on the same two files, and with --postgres the
 same comparison between two PostgreSQL databases beside ``COPY (SELECT * FROM products) TO STDOUT`` of
 both read into a null sink. With --repeat N every figure is the median of N runs (the comparison, and
-sqldiff or COPY right after it, so both see the same load). Prints figures and the load average;
-asserts nothing.
+sqldiff or COPY right after it, so both see the same load). Each figure is taken with a no-op
+progress callback (as real jobs pass one: count queries, SQLite join slices) and without one
+(--progress). Prints figures and the load average; asserts nothing.
 """
 
 from __future__ import annotations
@@ -152,8 +153,10 @@ def drop_postgres(admin_url: str, urls: list[str]) -> None:
     admin.dispose()
 
 
-def child(prod_url: str, test_url: str, media: str) -> None:
-    """One comparison in this (fresh) process; prints its figures as JSON."""
+def child(prod_url: str, test_url: str, media: str, progress: str = "none") -> None:
+    """One comparison in this (fresh) process; prints its figures as JSON. ``progress="noop"`` passes a
+    progress callback that does nothing, as real jobs pass one (it costs the count queries and, on
+    SQLite, the join's key slices)."""
     import resource
 
     from envsync_plugin.engine.baseline import NoBaseline
@@ -168,15 +171,17 @@ def child(prod_url: str, test_url: str, media: str) -> None:
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     counts: dict[str, int] = {}
     started = time.perf_counter()
-    for change in compare(prod, test, MODULES, mode=Mode.ALL, picked={"gallery_folders": None}, baseline=NoBaseline()):
+    callback = (lambda _module, _done, _total: None) if progress == "noop" else None
+    for change in compare(prod, test, MODULES, mode=Mode.ALL, picked={"gallery_folders": None}, baseline=NoBaseline(),
+                          progress=callback):
         counts[change.tab] = counts.get(change.tab, 0) + 1
     seconds = time.perf_counter() - started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"seconds": seconds, "counts": counts, "rss_kib": rss, "rss_before_kib": rss_before}))
 
 
-def run_child(prod_url: str, test_url: str, media: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", prod_url, test_url, str(media)],
+def run_child(prod_url: str, test_url: str, media: Path, progress: str = "none") -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", prod_url, test_url, str(media), progress],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -224,11 +229,12 @@ def median_runs(repeat: int, compare: Callable[[], dict], reference: Callable[[]
 def report(label: str, n: int, figures: dict, reference_name: str, reference: float | None) -> None:
     products_rows = n * 2  # both sides, about
     seconds = figures["seconds"]
-    line = (f"{label:<10} {n:>9,} products  compare {seconds:7.2f} s  {products_rows / seconds:>10,.0f} rows/s  "
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    line = (f"{label:<12} {n:>9,} products  compare {seconds:7.2f} s  {products_rows / seconds:>10,.0f} rows/s  "
             f"peak RSS {figures['rss_kib'] / 1024:7.1f} MiB  changes {sum(figures['counts'].values()):,} "
-            f"{figures['counts']}")
+            f"{figures['counts']}  load {load}")
     if reference is not None:
-        line += f"\n{'':<10} {reference_name} {reference:7.2f} s   ratio compare/{reference_name} {seconds / reference:5.2f}"
+        line += f"\n{'':<12} {reference_name} {reference:7.2f} s   ratio compare/{reference_name} {seconds / reference:5.2f}"
     print(line, flush=True)
 
 
@@ -239,7 +245,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/envsync-compare-bench"))
     parser.add_argument("--postgres", default=None, help="admin URL of a PostgreSQL server to run against too")
     parser.add_argument("--repeat", type=int, default=1, help="runs per figure; the median is shown (default 1)")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--progress", choices=("both", "noop", "none"), default="both",
+                        help="run with a no-op progress callback (as real jobs), without one, or both (default)")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
@@ -248,22 +256,25 @@ def main() -> None:
     sizes = sorted({int(s) for s in args.sizes.split(",")} if args.sizes else {min(100_000, args.records), args.records})
     print("compare(): all modules, mode ALL, every gallery folder; changes counted (storing them is the job "
           "layer's work, not measured). rows/s = product rows read on both sides / wall time.")
+    modes = ("noop", "none") if args.progress == "both" else (args.progress,)
     rss: dict[str, list[float]] = {}
     for n in sizes:
         prod, test = build_sqlite(args.workdir, n)
-        figures, reference = median_runs(
-            args.repeat, functools.partial(run_child, f"sqlite:///{prod}", f"sqlite:///{test}", prod.parent),
-            functools.partial(time_sqldiff, prod, test))
-        report("SQLite", n, figures, "sqldiff --summary", reference)
-        rss.setdefault("SQLite", []).append(figures["rss_kib"])
+        for mode in modes:
+            figures, reference = median_runs(
+                args.repeat, functools.partial(run_child, f"sqlite:///{prod}", f"sqlite:///{test}", prod.parent, mode),
+                functools.partial(time_sqldiff, prod, test))
+            report(f"SQLite/{mode}", n, figures, "sqldiff --summary", reference)
+            rss.setdefault(f"SQLite/{mode}", []).append(figures["rss_kib"])
         if args.postgres:
             urls = list(build_postgres(args.postgres, n))
             try:
-                figures, reference = median_runs(args.repeat,
-                                                 functools.partial(run_child, urls[0], urls[1], prod.parent),
-                                                 functools.partial(time_copy, urls))
-                report("PostgreSQL", n, figures, "COPY x2", reference)
-                rss.setdefault("PostgreSQL", []).append(figures["rss_kib"])
+                for mode in modes:
+                    figures, reference = median_runs(
+                        args.repeat, functools.partial(run_child, urls[0], urls[1], prod.parent, mode),
+                        functools.partial(time_copy, urls))
+                    report(f"PG/{mode}", n, figures, "COPY x2", reference)
+                    rss.setdefault(f"PG/{mode}", []).append(figures["rss_kib"])
             finally:
                 drop_postgres(args.postgres, urls)
     for label, values in rss.items():

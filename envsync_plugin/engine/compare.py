@@ -334,15 +334,38 @@ class _Comparison:
         ordered = select_rows(plan, self.s_sides[module.key], "sqlite", low=key_range.low, high=key_range.high,
                               ordered=False).subquery("envsync_keys")
         keys = [ordered.c[name] for name in plan.pk]
-        numbered = sa.select(*keys, sa.func.row_number().over(order_by=keys).label("envsync_n")).subquery()
-        bounds_query = sa.select(*(numbered.c[name] for name in plan.pk)).where(
-            numbered.c.envsync_n % JOIN_SLICE == 0).order_by(*(numbered.c[name] for name in plan.pk))
-        bounds = [row[0] if len(plan.pk) == 1 else tuple(row) for row in self.s_stream.execute(bounds_query)]
+        bounds = self._integer_bounds(plan, keys, total // 2 // JOIN_SLICE, key_range.low)
+        if bounds is None:
+            bounds = self._row_bounds(plan, keys)
         edges = [key_range.low, *bounds, key_range.high]
         parts = [KeyRange(low, high) for low, high in itertools.pairwise(edges)]
         share = total // len(parts)
         return [(part, share if i < len(parts) - 1 else total - share * (len(parts) - 1))
                 for i, part in enumerate(parts)]
+
+    def _integer_bounds(self, plan: TablePlan, keys: list[sa.ColumnElement[Any]], parts: int, start: Any
+                        ) -> list[int] | None:
+        """Slice bounds of a one-column integer key: ``parts`` equal spans between its smallest and
+        largest source value (two index look-ups; counting rows to place exact bounds took a sort of
+        the whole table). None for any other key."""
+        if len(keys) != 1 or not isinstance(plan.table.c[plan.pk[0]].type, sa.Integer):
+            return None
+        # ORDER BY ... LIMIT 1 rather than min()/max(): SQLite walks the key's index only for these.
+        low, high = (self.s_stream.execute(sa.select(keys[0]).order_by(order).limit(1)).scalar()
+                     for order in (keys[0], keys[0].desc()))
+        if type(low) is not int or type(high) is not int:
+            return None  # no rows, or values SQLite's type affinity kept as text or real: count rows
+        step = -(-(high - low + 1) // max(parts, 1))
+        # The smallest key is a bound too (the slice below it holds only the target's keys), as with
+        # bounds every JOIN_SLICE rows.
+        return [bound for bound in range(low, high + 1, step) if start is None or bound > start]
+
+    def _row_bounds(self, plan: TablePlan, keys: list[sa.ColumnElement[Any]]) -> list[Any]:
+        """Slice bounds every JOIN_SLICE source rows (any key)."""
+        numbered = sa.select(*keys, sa.func.row_number().over(order_by=keys).label("envsync_n")).subquery()
+        bounds_query = sa.select(*(numbered.c[name] for name in plan.pk)).where(
+            numbered.c.envsync_n % JOIN_SLICE == 0).order_by(*(numbered.c[name] for name in plan.pk))
+        return [row[0] if len(plan.pk) == 1 else tuple(row) for row in self.s_stream.execute(bounds_query)]
 
     def _joined(self, module: SyncModule, spec: SyncTable, key_range: KeyRange) -> Iterator[_Found]:
         """The keys that differ, found by SQLite itself: the target file is attached to the source's

@@ -7,6 +7,7 @@ baseline keeps the fingerprint both sides had after the last successful synchron
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import hashlib
 import uuid
 from decimal import Decimal
@@ -24,8 +25,7 @@ def normalize(value: Any) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, Decimal):
-        text = format(value.normalize(), "f")
-        return "0" if text in ("-0", "") else text
+        return decimal_text(value)
     if isinstance(value, float):
         return repr(value) if not value.is_integer() else str(int(value))
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
@@ -35,6 +35,26 @@ def normalize(value: Any) -> str:
     if isinstance(value, uuid.UUID):
         return str(value)
     return str(value)
+
+
+def decimal_text_slow(value: Decimal) -> str:
+    """The canonical text of a Decimal, by definition: normalized (the context's precision), in fixed
+    notation, without a sign on zero. decimal_text gives the same, faster."""
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
+def decimal_text(value: Decimal) -> str:
+    """decimal_text_slow(value), byte for byte, from the value's own text when it is short plain
+    notation ("123.4500" -> "123.45", "-0.0" -> "0"): no normalize() and no format() (a third of the
+    fingerprint time of a table with a price column). Scientific notation, NaN/Infinity and values
+    with more digits than the context's precision (normalize() rounds those) take the slow path."""
+    text = str(value)
+    if len(text) > decimal.getcontext().prec or "E" in text or "n" in text or "N" in text:
+        return decimal_text_slow(value)
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
 
 
 def row_fingerprint(row: Mapping[str, Any], columns: Iterable[str], file_digest: str | None = None) -> str:

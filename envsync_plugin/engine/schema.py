@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass
+from decimal import Decimal
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,7 +40,7 @@ from sqlalchemy.dialects import postgresql
 from ..errors import EnvSyncError
 from ..modules import Side, SyncModule, SyncTable
 from .files import UnsafePath, relative_media_path, resolve_media_path
-from .fingerprint import MISSING_FILE, file_digest, normalize
+from .fingerprint import MISSING_FILE, decimal_text, file_digest, normalize
 from .types import encode_key
 
 #: The file digest of a row whose file path is unsafe (the file is never read).
@@ -76,8 +77,9 @@ def reflect(conn: sa.Connection, names: Iterable[str] | None = None, *, schema: 
 
 
 def _texts(values: list[Any]) -> list[str]:
-    # _fast_text over a column, inline: no call at all for a str or an int.
-    return [v if (kind := v.__class__) is str else str(v) if kind is int else normalize(v) for v in values]
+    # _fast_text over a column, inline: no call at all for a str or an int, one for a Decimal.
+    return [v if (kind := v.__class__) is str else str(v) if kind is int else decimal_text(v) if kind is Decimal
+            else normalize(v) for v in values]
 
 
 def _fast_text(value: Any) -> str:
@@ -87,6 +89,8 @@ def _fast_text(value: Any) -> str:
         return value
     if kind is int:
         return str(value)
+    if kind is Decimal:
+        return decimal_text(value)
     return normalize(value)
 
 

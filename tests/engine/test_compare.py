@@ -495,3 +495,22 @@ def test_postgresql_hashes_and_python_merge_give_the_same_changes(pair, monkeypa
         merged = run(prod, test, mode=mode, chunk_size=3)
         assert sorted(hashed, key=_order) == sorted(merged, key=_order)
         assert hashed
+
+
+TRICKY_DECIMALS = ["0", "-0", "0.0", "-0.000", "0E-5", "-0E+2", "1E+2", "1e2", "100", "0.10", "123.4500", "-123.4500",
+                   "-5", "-0.001", "0.000001", "0.0000001", "1.23E-10", "12345678901234567890.123456789",
+                   "1234567890123456789012345678", "12345678901234567890123456789", "-99999999999999999999999999999.5",
+                   "9" * 40, "1" + "0" * 40, "0." + "0" * 30 + "1", "1E+40", "-1.5E+3", "NaN", "Infinity", "-Infinity"]
+
+
+@pytest.mark.parametrize("text", TRICKY_DECIMALS)
+def test_decimal_fast_path_gives_the_same_text_as_the_definition(text):
+    from envsync_plugin.engine.fingerprint import decimal_text, decimal_text_slow, normalize
+    from envsync_plugin.engine.schema import _fast_text, _texts
+
+    value = Decimal(text)
+    expected = decimal_text_slow(value)
+    assert decimal_text(value) == expected
+    assert normalize(value) == expected
+    assert _fast_text(value) == expected
+    assert _texts([value, value]) == [expected, expected]
