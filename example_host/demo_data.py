@@ -27,7 +27,7 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont
 from envsync_plugin.engine.files import UnsafePath, relative_media_path, resolve_media_path
 from envsync_plugin.models import define_tables
 
-from .models import db
+from .models import db, shop_tables
 
 # envsync defines its tables on the host's metadata when EnvSync is created; doing it here too
 # (it is idempotent) lets tests and scripts seed without building an app.
@@ -390,11 +390,6 @@ def build_pair() -> tuple[Dataset, Dataset, list[Difference]]:
 
 
 # --- writing --------------------------------------------------------------------------------
-
-def shop_tables() -> list[sa.Table]:
-    """The shop's tables, parents first (envsync's own tables are created but left empty)."""
-    return [table for table in db.metadata.sorted_tables if not table.name.startswith("envsync_")]
-
 
 def is_empty(engine: sa.Engine) -> bool:
     existing = set(sa.inspect(engine).get_table_names())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from flask_login import UserMixin
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import DeclarativeBase
@@ -201,3 +202,9 @@ NEVER_SYNCHRONIZED_TABLES = (
     "users", "orders", "reviews", "promotion_codes", "campaigns", "translations", "titles",
     "payment_types", "delivery_types", "seo_settings", "beauty_advisor_questions", "beauty_advisor_answers",
 )
+
+
+def shop_tables() -> list[sa.Table]:
+    """The shop's tables, parents first: ``db.metadata`` also holds envsync's own once the plugin is
+    initialised, and those belong to envsync, not to the shop."""
+    return [table for table in db.metadata.sorted_tables if not table.name.startswith("envsync_")]

@@ -93,15 +93,14 @@ class Side:
 def shop_pair(db_kind, make_database_url, tmp_path) -> Iterator[tuple[Side, Side]]:
     """PROD and TEST: two empty databases of ``db_kind`` with the example shop's tables, two media roots."""
     from envsync_plugin.environments import create_environment_engine
-    from example_host.models import db
+    from example_host.models import db, shop_tables
 
     sides = []
     for name in ("PROD", "TEST"):
         url = make_database_url(db_kind)
         engine = create_environment_engine(url)
         # The shop's tables only: envsync's own are created where envsync runs (host, demo).
-        db.metadata.create_all(engine, tables=[t for t in db.metadata.sorted_tables
-                                               if not t.name.startswith("envsync_")])
+        db.metadata.create_all(engine, tables=shop_tables())
         media = tmp_path / f"media-{name.lower()}"
         media.mkdir()
         sides.append(Side(name, url, engine, media))
@@ -277,7 +276,7 @@ def start_worker(host, tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
     import subprocess
     import sys
 
-    started: list[subprocess.Popen] = []
+    started: list[WorkerProcess] = []
 
     def start(*args: str) -> WorkerProcess:
         log = tmp_path / f"worker-{len(started)}.log"
@@ -286,17 +285,20 @@ def start_worker(host, tmp_path) -> Iterator[Callable[..., WorkerProcess]]:
             [sys.executable, "-m", "flask", "--app", "example_host", "envsync", "worker", *args],
             env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
         )
-        started.append(process)
-        return WorkerProcess(process, log)
+        started.append(WorkerProcess(process, log))
+        return started[-1]
 
     yield start
-    for process in started:
+    for worker in started:
+        process = worker.process
         if process.poll() is None:
             try:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=15)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(process.pid, signal.SIGKILL)
+        # Shown by pytest only when the test failed: what the worker did.
+        print(f"--- {worker.log.name} ---\n{worker.output()}")
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from envsync_plugin.engine.backup import FolderBackupStore
 from envsync_plugin.engine.journal import STAGING_DIR, Staging
 from envsync_plugin.engine.schema import read_fingerprints, reflect
 from envsync_plugin.engine.types import encode_key
-from example_host.models import NEVER_SYNCHRONIZED_TABLES, db
+from example_host.models import NEVER_SYNCHRONIZED_TABLES, db, shop_tables
 from example_host.sync_modules import MODULES
 
 T = db.metadata.tables
@@ -67,10 +67,10 @@ def item(source, target, table: str, key, action: str, label: str = "") -> Apply
 
 
 def dump(side) -> dict[str, list[tuple]]:
-    """Every table's rows in key order: the database's content to compare before and after."""
+    """Every shop table's rows in key order: the database's content to compare before and after."""
     with side.engine.connect() as conn:
-        return {name: [tuple(row) for row in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
-                for name, table in T.items()}
+        return {table.name: [tuple(row) for row in conn.execute(sa.select(table).order_by(*table.primary_key.columns))]
+                for table in shop_tables()}
 
 
 def media(side) -> dict[str, str]:
