@@ -22,7 +22,7 @@ from redis import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
-from rq import Queue
+from rq import Queue, Worker
 from rq.job import Job
 
 from .errors import EmbeddedRedisError
@@ -143,3 +143,17 @@ def connect(redis_url: str | None, instance_path: str | os.PathLike[str]) -> Red
 
 def make_queue(connection: Redis, name: str, job_class: type[Job] | None = None) -> Queue:
     return Queue(name, connection=connection, job_class=job_class, default_timeout=24 * 3600)
+
+
+class PromptWorker(Worker):
+    """RQ's worker with a warm shutdown that does not hang for a minute.
+
+    RQ's pub/sub thread reads with a 60 s timeout, and RQ unsubscribes before it tells the thread to
+    stop: when the thread reads the unsubscribe reply first, it waits 60 s for a new subscription, and
+    redis-py 8.2's ``PubSubWorkerThread.stop()`` joins it. Telling the thread to stop first makes the
+    unsubscribe reply end its last read."""
+
+    def unsubscribe(self) -> None:
+        if self.pubsub_thread is not None:
+            self.pubsub_thread._running.clear()  # what stop() does first, before the unsubscribe
+        super().unsubscribe()

@@ -46,3 +46,30 @@ def test_a_burst_worker_runs_the_queued_jobs_and_exits(host, start_worker):
     with app.app_context():
         job.refresh()
         assert job.return_value()["token"] == "burst"
+
+
+def test_a_warm_shutdown_does_not_wait_for_the_pub_sub_threads_long_read(host):
+    """RQ's pub/sub thread reads with a 60 s timeout. When it has read the unsubscribe reply before it
+    is told to stop (made certain here by a pause after the UNSUBSCRIBE), a plain RQ worker's shutdown
+    waits out that read; envsync's worker stops at once."""
+    import threading
+
+    from envsync_plugin.queue import PromptWorker
+
+    with host.app().app_context():
+        worker = PromptWorker([service.queue()], connection=current_envsync.redis)
+        worker.subscribe()
+        time.sleep(0.5)  # the thread is in its read
+        pubsub = worker.pubsub
+        unsubscribe = pubsub.unsubscribe
+
+        def unsubscribe_then_pause(*args):
+            unsubscribe(*args)
+            time.sleep(0.5)  # the thread reads the reply before it is told to stop
+
+        pubsub.unsubscribe = unsubscribe_then_pause
+        done = threading.Thread(target=worker.unsubscribe, daemon=True)
+        done.start()
+        done.join(timeout=15)
+        assert not done.is_alive(), "the shutdown waited on the pub/sub thread's 60 s read"
+        assert not worker.pubsub_thread.is_alive()

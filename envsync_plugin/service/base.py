@@ -15,7 +15,7 @@ from ..engine.types import Direction, Mode
 from ..extension import current_envsync
 from ..models import ComparisonStatus, SynchronizationStatus
 from ..modules import SyncModule
-from ..queue import make_queue
+from ..queue import PromptWorker, make_queue
 
 log = logging.getLogger("envsync")
 
@@ -74,7 +74,7 @@ def run_worker(*, burst: bool = False) -> None:
         hook()
     job_class = app_job_class(app)
     q = make_queue(current_envsync.redis, current_envsync.settings.queue_name, job_class)
-    worker = Worker([q], connection=current_envsync.redis, job_class=job_class)
+    worker = PromptWorker([q], connection=current_envsync.redis, job_class=job_class)
     worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
 
 
