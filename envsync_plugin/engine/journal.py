@@ -214,3 +214,19 @@ def finish_pending_file_moves(target: MediaEnvironment) -> list[Recovery]:
             lock.close()
     _remove_empty_staging_root(Path(target.media_root))
     return recoveries
+
+
+def running_applies(target: MediaEnvironment) -> list[str]:
+    """The synchronization ids whose apply is running on ``target`` right now, in whatever process:
+    their staging folder's lock is held."""
+    root = Path(target.media_root) / STAGING_DIR
+    running = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if not folder.is_dir():
+            continue
+        lock = _try_lock(folder)
+        if lock is None:
+            running.append(folder.name)
+        else:
+            lock.close()
+    return running

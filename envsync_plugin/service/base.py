@@ -50,6 +50,13 @@ def queue():
     return make_queue(current_envsync.redis, current_envsync.settings.queue_name)
 
 
+def job_id(*parts: object) -> str:
+    """An RQ job id (or Redis key) of this instance: prefixed with its queue's name, so that apps that
+    share a Redis server under different ENVSYNC_QUEUE_NAMEs never take each other's jobs for their own
+    (every app's first synchronization has the id 1)."""
+    return "-".join([current_envsync.settings.queue_name, *map(str, parts)])
+
+
 def enqueue(func: Callable[..., Any], *args: Any, job_id: str | None = None, at: dt.datetime | None = None) -> Job:
     """Queue ``func(*args)`` for a worker, now or at ``at`` (UTC)."""
     q = queue()
@@ -263,6 +270,6 @@ def format_datetime(value: dt.datetime | None) -> str:
 
 __all__ = [
     "ComparisonInfo", "EnvironmentInfo", "MessageInfo", "Overview", "SynchronizationInfo", "as_utc", "connection",
-    "enqueue", "environments_info", "format_datetime", "init_db", "list_messages", "overview", "queue",
+    "enqueue", "environments_info", "format_datetime", "init_db", "job_id", "list_messages", "overview", "queue",
     "recent_comparisons", "recent_synchronizations", "run_worker", "start_refusal", "utcnow", "workers",
 ]

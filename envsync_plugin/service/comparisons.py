@@ -13,7 +13,7 @@ from ..engine.types import Change, Direction, Mode, decode_key
 from ..errors import InvalidInput, NotAllowed, NotFound
 from ..extension import current_envsync
 from ..models import ComparisonStatus, SynchronizationStatus, Tab
-from .base import ComparisonInfo, connection, enqueue, queue, start_refusal, utcnow
+from .base import ComparisonInfo, connection, enqueue, job_id, queue, start_refusal, utcnow
 
 #: How often a running comparison writes its progress (seconds).
 PROGRESS_INTERVAL = 0.1
@@ -132,13 +132,13 @@ def start_comparison(
                 job_id=None,
             )
         ).inserted_primary_key[0]
-        job_id = f"envsync-comparison-{comparison_id}"
-        conn.execute(t.update().where(t.c.id == comparison_id).values(job_id=job_id))
+        rq_id = job_id("comparison", comparison_id)
+        conn.execute(t.update().where(t.c.id == comparison_id).values(job_id=rq_id))
         conn.commit()
     from ..jobs.comparison import run_comparison
 
     try:
-        enqueue(run_comparison, comparison_id, job_id=job_id)
+        enqueue(run_comparison, comparison_id, job_id=rq_id)
     except Exception as exc:
         _finish(comparison_id, ComparisonStatus.FAILED, error=f"The comparison could not be queued: {exc}")
         raise NotAllowed(f"The comparison could not be queued (is Redis running?): {exc}") from exc
@@ -274,9 +274,9 @@ def run_comparison(comparison_id: int) -> dict[str, int] | None:
     from ..jobs.comparison import finish_comparison as finish_job
     from ..jobs.comparison import run_comparison_part as part_job
 
-    jobs = [queue().enqueue(part_job, part_id, job_id=f"envsync-comparison-{comparison_id}-part-{part_id}")
+    jobs = [queue().enqueue(part_job, part_id, job_id=job_id("comparison", comparison_id, "part", part_id))
             for part_id in part_ids]
-    queue().enqueue(finish_job, comparison_id, job_id=f"envsync-comparison-{comparison_id}-finish",
+    queue().enqueue(finish_job, comparison_id, job_id=job_id("comparison", comparison_id, "finish"),
                     depends_on=Dependency(jobs=jobs, allow_failure=True))
     return None
 

@@ -17,7 +17,17 @@ from ..engine.types import Direction
 from ..errors import EnvSyncError, InvalidInput, NotAllowed, NotFound
 from ..extension import current_envsync
 from ..models import ComparisonStatus, SynchronizationStatus, Tab
-from .base import SynchronizationInfo, as_utc, connection, enqueue, format_datetime, queue, start_refusal, utcnow
+from .base import (
+    SynchronizationInfo,
+    as_utc,
+    connection,
+    enqueue,
+    format_datetime,
+    job_id,
+    queue,
+    start_refusal,
+    utcnow,
+)
 from .comparisons import get_comparison, selected_summary, source_side, target_side
 from .messages import set_synchronization_message
 
@@ -64,7 +74,7 @@ def active_synchronization() -> SynchronizationInfo | None:
 
 
 def _job_id(synchronization_id: int) -> str:
-    return f"envsync-synchronization-{synchronization_id}"
+    return job_id("synchronization", synchronization_id)
 
 
 def schedule_synchronization(comparison_id: int, *, at: str | dt.datetime | None = None, test_import: bool = False,
@@ -158,7 +168,7 @@ def _remove_job(synchronization_id: int) -> None:
 # --- the worker's side ----------------------------------------------------------------------------
 
 def _cancel_key(synchronization_id: int) -> str:
-    return f"envsync:cancel:{synchronization_id}"
+    return job_id("cancel", synchronization_id)
 
 
 class _Checkpoint:
@@ -346,10 +356,11 @@ def recover() -> Recovery:
     from rq.exceptions import NoSuchJobError
     from rq.job import Job, JobStatus
 
-    from ..engine.apply import finish_pending_file_moves
+    from ..engine.apply import finish_pending_file_moves, running_applies
 
-    recoveries = [recovery for name in current_envsync.environments.names
-                  for recovery in finish_pending_file_moves(current_envsync.environments[name])]
+    environments = [current_envsync.environments[name] for name in current_envsync.environments.names]
+    recoveries = [recovery for env in environments for recovery in finish_pending_file_moves(env)]
+    applying = {sync_id for env in environments for sync_id in running_applies(env)}
     committed = {recovery.sync_id for recovery in recoveries if recovery.committed}
     files = sum(recovery.files_moved + recovery.files_removed for recovery in recoveries)
     requeued, failed = [], []
@@ -365,11 +376,14 @@ def recover() -> Recovery:
         except NoSuchJobError:
             job, status = None, None
         if info.status is SynchronizationStatus.SCHEDULED:
-            if job is None or status in (JobStatus.CANCELED, JobStatus.FAILED, JobStatus.STOPPED):
+            # Any job that will not run it (lost, ended, or left by something else under its id) is replaced.
+            if status not in (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.STARTED):
                 if job is not None:
                     job.delete()
                 _enqueue(info)
                 requeued.append(info.id)
+        elif str(info.id) in applying:
+            continue  # its apply still holds its staging folder: it ends (and says how) by itself
         elif str(info.id) in committed:
             # It died after its database commit: the journal's file moves were just finished.
             info = _finish(info, SynchronizationStatus.SUCCESS, summary={
@@ -435,7 +449,7 @@ def revert_synchronization(synchronization_id: int, *, user: str | None) -> Sync
 
     _message(info, TITLE_REVERT, "info", f"The revert of synchronization #{info.id} was asked for by "
                                          f"{user or 'unknown'}; it runs now.")
-    enqueue(run_revert, info.id, user, job_id=f"envsync-revert-{info.id}")
+    enqueue(run_revert, info.id, user, job_id=job_id("revert", info.id))
     return info
 
 
