@@ -46,6 +46,7 @@ import sqlalchemy as sa
 from ..errors import EnvSyncError
 from ..modules import SyncModule
 from .backup import BackupRecord, BackupStore, FolderBackupStore
+from .bulk import bind_processors, copy_rows, run_processors
 from .files import UnsafePath, resolve_media_path
 from .fingerprint import row_fingerprint
 from .journal import MediaEnvironment, Staging, Witness, finish_pending_file_moves, running_applies
@@ -421,22 +422,6 @@ def _core_writer(conn: sa.Connection, step: _Step) -> Writer:
     return write
 
 
-def _processors(conn: sa.Connection, types: Sequence[sa.types.TypeEngine]) -> list[tuple[int, Callable]]:
-    dialect = conn.dialect
-    found = [(i, type_.dialect_impl(dialect).bind_processor(dialect)) for i, type_ in enumerate(types)]
-    return [(i, process) for i, process in found if process is not None]
-
-
-def _processed(tuples: list[tuple], processors: list[tuple[int, Callable]]) -> list[tuple]:
-    """The bind processors SQLAlchemy would have run (Decimal to float on SQLite, ...), column by column."""
-    if not processors:
-        return tuples
-    columns = list(zip(*tuples, strict=True))
-    for i, process in processors:
-        columns[i] = list(map(process, columns[i]))
-    return list(zip(*columns, strict=True))
-
-
 def _driver_writer(conn: sa.Connection, step: _Step) -> Writer | None:
     """Positional drivers (sqlite3): the compiled statement and plain tuples, without a dict per record
     and SQLAlchemy's per-record parameter processing. None where the driver takes named parameters."""
@@ -446,14 +431,14 @@ def _driver_writer(conn: sa.Connection, step: _Step) -> Writer | None:
         return None
     position = [names.index(name) for name in compiled.positiontup]
     reorder = position != list(range(len(names)))
-    processors = _processors(conn, [compiled.binds[name].type for name in compiled.positiontup])
+    processors = bind_processors(conn, [compiled.binds[name].type for name in compiled.positiontup])
     sql = compiled.string
 
     def write(keys: Sequence[Any], rows: Sequence[tuple]) -> None:
         tuples = _parameter_tuples(step, keys, rows)
         if reorder:
             tuples = [tuple(values[i] for i in position) for values in tuples]
-        conn.exec_driver_sql(sql, _processed(tuples, processors))
+        conn.exec_driver_sql(sql, run_processors(tuples, processors))
 
     return write
 
@@ -463,16 +448,9 @@ def _copy_writer(conn: sa.Connection, step: _Step) -> Writer | None:
     if step.action != "insert" or conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
         return None
     table = step.table.target.table
-    preparer = conn.dialect.identifier_preparer
-    sql = (f"COPY {preparer.format_table(table)} ({', '.join(preparer.quote(c) for c in step.columns)}) "
-           "FROM STDIN")
-    processors = _processors(conn, [table.c[name].type for name in step.columns])
 
     def write(keys: Sequence[Any], rows: Sequence[tuple]) -> None:
-        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(sql) as copy:
-            write_row = copy.write_row
-            for row in _processed(list(rows), processors):
-                write_row(row)
+        copy_rows(conn, table, step.columns, rows)
 
     return write
 

@@ -29,15 +29,30 @@ class NoBaseline:
         return {}
 
 
+#: A table with at most this many baseline records has them read at once (one query), not looked up.
+PRELOAD = 200_000
+
+
 class SqlBaselineReader:
-    """The baseline table over a connection, read with batched ``IN`` lookups (one per comparison chunk)."""
+    """The baseline table over a connection. A table's baseline of up to PRELOAD records is read whole
+    on first use (a record is only in it once it was synchronized: most tables have few or none);
+    a larger one is read with batched ``IN`` lookups, one per comparison chunk, so memory stays bounded."""
 
     def __init__(self, conn: sa.Connection, baseline_table: sa.Table) -> None:
         self.conn = conn
         self.table = baseline_table
+        self._whole: dict[str, dict[str, str] | None] = {}
 
     def fingerprints(self, table_name: str, keys: list[str]) -> dict[str, str]:
         t = self.table
+        if table_name not in self._whole:
+            of_table = t.c.table_name == table_name
+            count = self.conn.execute(sa.select(sa.func.count()).select_from(t).where(of_table)).scalar_one()
+            self._whole[table_name] = (dict(self.conn.execute(sa.select(t.c.key, t.c.fingerprint).where(of_table)).all())
+                                       if count <= PRELOAD else None)
+        whole = self._whole[table_name]
+        if whole is not None:
+            return {key: whole[key] for key in keys if key in whole}
         found: dict[str, str] = {}
         dialect = self.conn.dialect.name
         for part in chunked(keys, lookup_chunk(dialect)):

@@ -7,6 +7,7 @@ Public API::
     compare(source, target, modules, *, mode, picked, baseline, progress=None, chunk_size=2000,
             ranges=None) -> Iterator[Change]
     count_records(source, target, modules, *, picked, ranges=None) -> dict[module_key, int]
+    count_tables(source, target, modules, *, picked, ranges=None) -> dict[table_name, int]
     split_key_ranges(side, module, table_name, parts, *, picked=None) -> list[KeyRange]
     field_diff(source, target, module, table_name, key_json, *, picked=None) -> RecordDiff
     referenced_folders(side, modules) -> set[str]
@@ -64,7 +65,7 @@ from .types import Change, Mode, Progress, RecordRef
 
 __all__ = [
     "BaselineReader", "EnvironmentSide", "FieldDiff", "KeyRange", "NoBaseline", "RecordDiff", "SqlBaselineReader",
-    "compare", "count_records", "field_diff", "record_baseline", "referenced_folders", "split_key_ranges",
+    "compare", "count_records", "count_tables", "field_diff", "record_baseline", "referenced_folders", "split_key_ranges",
 ]
 
 
@@ -959,13 +960,16 @@ def _tables_to_compare(modules: Sequence[SyncModule], ranges: Mapping[str, KeyRa
 def compare(source: EnvironmentSide, target: EnvironmentSide, modules: Sequence[SyncModule], *, mode: Mode,
             picked: Mapping[str, frozenset[str] | None], baseline: BaselineReader,
             progress: Progress | None = None, chunk_size: int = 2000,
-            ranges: Mapping[str, KeyRange] | None = None, sqlite_attach: bool = True) -> Iterator[Change]:
+            ranges: Mapping[str, KeyRange] | None = None, sqlite_attach: bool = True,
+            totals: Mapping[str, int] | None = None) -> Iterator[Change]:
     """The changes that would make ``target`` look like ``source`` for ``modules`` (parents first, as
     the modules declare their tables), one ``Change`` at a time.
 
     ``ranges``: None compares every table of ``modules``; ``{table_name: KeyRange}`` compares only those
     tables, each within its key range (to split a large table across jobs; see split_key_ranges).
-    ``progress(module_key, rows_read, rows_total)`` is called once per chunk read.
+    ``progress(module_key, rows_read, rows_total)`` is called once per module with 0 rows read as soon
+    as the totals are known, then once per chunk read. ``totals``: count_tables' result for the same
+    arguments, when the caller has it (else the tables are counted here, for progress only).
     ``sqlite_attach``: when both sides are SQLite files, SQLite joins the two tables on the key itself
     (the target file attached read-side) and only differing rows reach Python; False streams and merges
     in Python as for any other database. Both give the same changes.
@@ -976,22 +980,39 @@ def compare(source: EnvironmentSide, target: EnvironmentSide, modules: Sequence[
         run = _Comparison(stack, source, target, modules, mode, picked, baseline, progress, chunk_size,
                           sqlite_attach)
         if progress is not None:
-            run.totals = _count(run, modules, ranges)
+            run.table_totals = dict(totals) if totals is not None else _count(run, modules, ranges)
+            run.totals = _module_totals(modules, run.table_totals)
+            for key, total in run.totals.items():
+                progress(key, 0, total)
         for module, spec, key_range in _tables_to_compare(modules, ranges):
             yield from run.table_changes(module, spec, key_range)
 
 
 def _count(run: _Comparison, modules: Sequence[SyncModule], ranges: Mapping[str, KeyRange] | None) -> dict[str, int]:
-    totals = {module.key: 0 for module in modules}
+    """{table name: rows compare() reads on both sides}."""
+    totals: dict[str, int] = {}
     for module, spec, key_range in _tables_to_compare(modules, ranges):
         for side, conn, sides, dialect in (("s", run.s_conn, run.s_sides, run.s_dialect),
                                            ("t", run.t_conn, run.t_sides, run.t_dialect)):
             stmt = select_rows(run.plan(side, spec.name), sides[module.key], dialect,
                                low=key_range.low, high=key_range.high, ordered=False)
             rows = conn.execute(sa.select(sa.func.count()).select_from(stmt.subquery())).scalar_one()
-            totals[module.key] += rows
-            run.table_totals[spec.name] = run.table_totals.get(spec.name, 0) + rows
+            totals[spec.name] = totals.get(spec.name, 0) + rows
     return totals
+
+
+def _module_totals(modules: Sequence[SyncModule], table_totals: Mapping[str, int]) -> dict[str, int]:
+    return {module.key: sum(table_totals.get(spec.name, 0) for spec in module.tables) for module in modules}
+
+
+def count_tables(source: EnvironmentSide, target: EnvironmentSide, modules: Sequence[SyncModule], *,
+                 picked: Mapping[str, frozenset[str] | None],
+                 ranges: Mapping[str, KeyRange] | None = None) -> dict[str, int]:
+    """{table name: rows compare() will read on both sides} (row filters and ranges applied): what
+    its ``totals`` take."""
+    with contextlib.ExitStack() as stack:
+        run = _Comparison(stack, source, target, modules, Mode.ALL, picked, NoBaseline(), None, 1, False)
+        return _count(run, modules, ranges)
 
 
 def count_records(source: EnvironmentSide, target: EnvironmentSide, modules: Sequence[SyncModule], *,
@@ -999,9 +1020,7 @@ def count_records(source: EnvironmentSide, target: EnvironmentSide, modules: Seq
                   ranges: Mapping[str, KeyRange] | None = None) -> dict[str, int]:
     """{module key: rows compare() will read on both sides} (row filters and ranges applied): the
     totals of its progress."""
-    with contextlib.ExitStack() as stack:
-        run = _Comparison(stack, source, target, modules, Mode.ALL, picked, NoBaseline(), None, 1, False)
-        return _count(run, modules, ranges)
+    return _module_totals(modules, count_tables(source, target, modules, picked=picked, ranges=ranges))
 
 
 def split_key_ranges(side: EnvironmentSide, module: SyncModule, table_name: str, parts: int, *,

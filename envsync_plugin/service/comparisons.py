@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -18,7 +19,7 @@ from .base import ComparisonInfo, connection, enqueue, job_id, queue, start_refu
 #: How often a running comparison writes its progress (seconds).
 PROGRESS_INTERVAL = 0.1
 #: Changes are stored in batches of this many rows.
-STORE_BATCH = 1000
+STORE_BATCH = 5000
 
 
 def parse_direction(value: str | Direction) -> Direction:
@@ -174,16 +175,17 @@ class _ProgressWriter:
     """Writes one part's records compared / total per module, at most every PROGRESS_INTERVAL seconds,
     and the comparison's sums over all its parts (so parts run by several workers add up)."""
 
-    def __init__(self, comparison_id: int, part_id: int, totals: dict[str, int]) -> None:
+    def __init__(self, comparison_id: int, part_id: int) -> None:
         self.comparison_id = comparison_id
         self.part_id = part_id
-        self.detail = {key: [0, total] for key, total in totals.items()}
+        self.detail: dict[str, list[int]] = {}
         self.last = 0.0
-        self.write(force=True)
 
     def __call__(self, module: str, done: int, total: int) -> None:
-        self.detail[module] = [done, max(total, self.detail.get(module, [0, 0])[1])]
-        self.write()
+        known = self.detail.get(module)
+        self.detail[module] = [done, max(total, known[1] if known else 0)]
+        # The totals, as compare() announces them before it reads, are written at once.
+        self.write(force=known is None)
 
     def write(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -221,27 +223,26 @@ def _scope(info: ComparisonInfo):  # noqa: ANN202
     return modules, picked, source_side(info.direction), target_side(info.direction)
 
 
-def _plan_parts(info: ComparisonInfo) -> list[dict]:
-    """One part for the whole comparison, or, when a table is large, one per table and key range."""
-    from ..engine.compare import KeyRange, count_records, split_key_ranges
+def _plan_parts(info: ComparisonInfo) -> tuple[list[dict], dict[str, int]]:
+    """One part for the whole comparison, or, when a table is large, one per table and key range;
+    and the rows of each table (both sides), which a single part takes as its progress totals."""
+    from ..engine.compare import KeyRange, count_tables, split_key_ranges
 
     modules, picked, source, target = _scope(info)
-    sizes = {(module.key, spec.name): count_records(source, target, [module], picked=picked,
-                                                    ranges={spec.name: KeyRange()})[module.key]
-             for module in modules for spec in module.tables}
+    sizes = count_tables(source, target, modules, picked=picked)
     # A table with more rows than this (both sides together) is compared in key ranges of about this
     # many rows, each a job of its own that any worker can take; smaller comparisons run as one job.
     part_rows = current_envsync.settings.comparison_part_rows
     if max(sizes.values(), default=0) <= part_rows:
-        return [{"module": None, "table_name": None, "low": None, "high": None}]
+        return [{"module": None, "table_name": None, "low": None, "high": None}], sizes
     parts = []
-    for (module_key, table_name), rows in sizes.items():
-        module = current_envsync.modules[module_key]
-        count = -(-rows // part_rows)
-        ranges = (split_key_ranges(source, module, table_name, count, picked=picked.get(module_key))
-                  if count > 1 else [KeyRange()])
-        parts += [{"module": module_key, "table_name": table_name, "low": r.low, "high": r.high} for r in ranges]
-    return parts
+    for module in modules:
+        for spec in module.tables:
+            count = -(-sizes[spec.name] // part_rows)
+            ranges = (split_key_ranges(source, module, spec.name, count, picked=picked.get(module.key))
+                      if count > 1 else [KeyRange()])
+            parts += [{"module": module.key, "table_name": spec.name, "low": r.low, "high": r.high} for r in ranges]
+    return parts, sizes
 
 
 def run_comparison(comparison_id: int) -> dict[str, int] | None:
@@ -252,7 +253,7 @@ def run_comparison(comparison_id: int) -> dict[str, int] | None:
         return info.counts
     tables = current_envsync.tables
     try:
-        parts = _plan_parts(info)
+        parts, sizes = _plan_parts(info)
     except Exception as exc:
         _fail_comparison(info, exc)
         raise
@@ -267,7 +268,7 @@ def run_comparison(comparison_id: int) -> dict[str, int] | None:
             for part in parts]
         conn.commit()
     if len(part_ids) == 1:
-        run_comparison_part(part_ids[0])
+        run_comparison_part(part_ids[0], totals=sizes)
         return finish_comparison(comparison_id)
     from rq.job import Dependency
 
@@ -281,9 +282,10 @@ def run_comparison(comparison_id: int) -> dict[str, int] | None:
     return None
 
 
-def run_comparison_part(part_id: int) -> int:
-    """Compare one part and store its changes; returns how many. Safe to run twice."""
-    from ..engine.compare import KeyRange, SqlBaselineReader, compare, count_records
+def run_comparison_part(part_id: int, totals: dict[str, int] | None = None) -> int:
+    """Compare one part and store its changes; returns how many. Safe to run twice. ``totals``: the
+    rows of each table of the part, when the caller counted them already."""
+    from ..engine.compare import KeyRange, SqlBaselineReader, compare
 
     tables = current_envsync.tables
     p = tables.comparison_parts
@@ -303,14 +305,13 @@ def run_comparison_part(part_id: int) -> int:
         # Every module stays in view (a reference may be met by another module's records); only the
         # part's table and key range are compared.
         ranges = None if part.table_name is None else {part.table_name: KeyRange(part.low, part.high)}
-        progress = _ProgressWriter(info.id, part_id, count_records(source, target, modules, picked=picked,
-                                                                   ranges=ranges))
+        progress = _ProgressWriter(info.id, part_id)
         stored = 0
         with connection() as conn:
             baseline = SqlBaselineReader(conn, tables.baseline)
-            batch: list[dict] = []
+            batch: list[tuple] = []
             for change in compare(source, target, modules, mode=info.mode, picked=picked, baseline=baseline,
-                                  progress=progress, ranges=ranges):
+                                  progress=progress, ranges=ranges, totals=totals):
                 batch.append(_change_row(info.id, change, part_id))
                 if len(batch) >= STORE_BATCH:
                     stored += _store(batch)
@@ -348,20 +349,26 @@ def finish_comparison(comparison_id: int) -> dict[str, int] | None:
     return counts
 
 
-def _change_row(comparison_id: int, change: Change, part_id: int | None = None) -> dict:
-    return {
-        "comparison_id": comparison_id, "part_id": part_id, "module": change.module, "table_name": change.table_name,
-        "key": change.key, "tab": change.tab, "action": change.action, "reason": change.reason,
-        "label": change.label[:1000], "selected": change.selected_by_default, "selectable": change.selectable,
-        "source_fingerprint": change.source_fingerprint, "target_fingerprint": change.target_fingerprint,
-        "needs": [{"table_name": ref.table_name, "key": ref.key} for ref in change.needs] or None,
-    }
+#: The columns of a stored change, in the order _change_row gives them.
+_CHANGE_COLUMNS = ("comparison_id", "part_id", "module", "table_name", "key", "tab", "action", "reason", "label",
+                   "selected", "selectable", "source_fingerprint", "target_fingerprint", "needs")
 
 
-def _store(rows: list[dict]) -> int:
+def _change_row(comparison_id: int, change: Change, part_id: int | None = None) -> tuple:
+    """A change as the driver stores it (``needs`` as JSON text): there are millions to write."""
+    needs = (json.dumps([{"table_name": ref.table_name, "key": ref.key} for ref in change.needs])
+             if change.needs else None)
+    return (comparison_id, part_id, change.module, change.table_name, change.key, change.tab, change.action,
+            change.reason, change.label[:1000], change.selected_by_default, change.selectable,
+            change.source_fingerprint, change.target_fingerprint, needs)
+
+
+def _store(rows: list[tuple]) -> int:
+    from ..engine.bulk import insert_rows
+
     if rows:
         with connection() as conn:
-            conn.execute(current_envsync.tables.changes.insert(), rows)
+            insert_rows(conn, current_envsync.tables.changes, _CHANGE_COLUMNS, rows, process=False)
             conn.commit()
     return len(rows)
 
@@ -371,17 +378,17 @@ def _fail_comparison(info: ComparisonInfo, exc: BaseException) -> None:
 
     reason = f"The comparison could not be completed: {exc}"
     t = current_envsync.tables.comparisons
-    with connection() as conn:  # once, even when several parts fail
+    with connection() as conn:  # once, even when several parts fail; the message with the outcome
         claimed = conn.execute(t.update().where(t.c.id == info.id, t.c.status.in_(
             [ComparisonStatus.QUEUED.value, ComparisonStatus.RUNNING.value])).values(
             status=ComparisonStatus.FAILED.value, finished_at=utcnow(), error=reason))
+        if claimed.rowcount == 0:
+            return
+        add_message(title="FAILURE: Comparison of environments", level="failure", recipient=info.requested_by,
+                    comparison_id=info.id, conn=conn,
+                    body=f"The comparison #{info.id} ({info.direction.arrow}) failed. {reason} Nothing was changed "
+                         "in either environment; start a new comparison.")
         conn.commit()
-    if claimed.rowcount == 0:
-        return
-    add_message(title="FAILURE: Comparison of environments", level="failure", recipient=info.requested_by,
-                comparison_id=info.id,
-                body=f"The comparison #{info.id} ({info.direction.arrow}) failed. {reason} Nothing was changed in "
-                     "either environment; start a new comparison.")
     _notify(get_comparison(info.id), "comparison_failed", f"FAILURE: comparison {info.direction.arrow}")
 
 

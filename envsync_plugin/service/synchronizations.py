@@ -138,18 +138,18 @@ def cancel_synchronization(synchronization_id: int, *, user: str | None) -> Sync
         if info.status is SynchronizationStatus.SCHEDULED:
             claimed = conn.execute(t.update().where(t.c.id == info.id, t.c.status == info.status.value).values(
                 status=SynchronizationStatus.CANCELED.value, canceled_by=user, canceled_at=now, finished_at=now))
-            conn.commit()
             if claimed.rowcount == 0:  # it started meanwhile: cancel it as a running one
+                conn.rollback()
                 return cancel_synchronization(synchronization_id, user=user)
+            _message(info, TITLE_CANCELED, "info",
+                     f"Synchronization #{info.id} scheduled for {format_datetime(info.scheduled_at)} was canceled by "
+                     f"{user or 'unknown'} on {format_datetime(now)}. Nothing was applied.", conn=conn)
+            conn.commit()
     if info.status is SynchronizationStatus.RUNNING:
         # The running job looks for this at its next checkpoint, then rolls back and records who.
         current_envsync.redis.set(_cancel_key(info.id), user or "", ex=7 * 24 * 3600)
     if info.status is SynchronizationStatus.SCHEDULED:
         _remove_job(info.id)
-        info = get_synchronization(synchronization_id)
-        _message(info, TITLE_CANCELED, "info",
-                 f"Synchronization #{info.id} scheduled for {format_datetime(info.scheduled_at)} was canceled by "
-                 f"{user or 'unknown'} on {format_datetime(now)}. Nothing was applied.")
     return get_synchronization(synchronization_id)
 
 
@@ -228,12 +228,12 @@ def run_synchronization(synchronization_id: int) -> str:
             backup_dir=None if info.test_import else backup_folder(info.id),
         )
     except engine.Canceled:
-        info = _finish(info, SynchronizationStatus.CANCELED, summary=summary, canceled_by=checkpoint.canceled_by,
-                       canceled_at=utcnow())
+        by = checkpoint.canceled_by
+        info = _finish(info, SynchronizationStatus.CANCELED, (
+            TITLE_CANCELED, "info", f"Synchronization #{info.id} was canceled by {by or 'unknown'} while it ran; "
+                                    "everything it had done was rolled back: the target is exactly as it was."),
+            summary=summary, canceled_by=by, canceled_at=utcnow())
         current_envsync.redis.delete(_cancel_key(info.id))
-        _message(info, TITLE_CANCELED, "info",
-                 f"Synchronization #{info.id} was canceled by {info.canceled_by or 'unknown'} while it ran; "
-                 "everything it had done was rolled back: the target is exactly as it was.")
         return info.status.value
     except EnvSyncError as exc:
         return _failed(info, str(exc), getattr(exc, "detail", None), summary)
@@ -243,9 +243,8 @@ def run_synchronization(synchronization_id: int) -> str:
         _record_baseline(result)
     summary["records"] = [record._asdict() for record in result.records[:1000]]
     summary["counts"] = result.counts
-    info = _finish(info, SynchronizationStatus.SUCCESS, summary=summary)
-    _success_message(info, direction)
-    return info.status.value
+    _succeeded(info, direction, summary)
+    return SynchronizationStatus.SUCCESS.value
 
 
 def _items(comparison_id: int) -> list:
@@ -268,28 +267,38 @@ def _record_baseline(result) -> None:  # noqa: ANN001
         conn.commit()
 
 
-def _finish(info: SynchronizationInfo, status: SynchronizationStatus, **values: object) -> SynchronizationInfo:
+#: A synchronization's message: (title, level, body).
+Message = tuple[str, str, str]
+
+
+def _finish(info: SynchronizationInfo, status: SynchronizationStatus, message: Message | None = None,
+            **values: object) -> SynchronizationInfo:
+    """End ``info`` as ``status``; its message, when given, in the same transaction: nobody reads the
+    outcome without it."""
     t = current_envsync.tables.synchronizations
     with connection() as conn:
         conn.execute(t.update().where(t.c.id == info.id).values(status=status.value, finished_at=utcnow(), **values))
+        if message is not None:
+            _message(info, *message, conn=conn)
         conn.commit()
     return get_synchronization(info.id)
 
 
 def _failed(info: SynchronizationInfo, reason: str, detail: str | None, summary: dict) -> str:
-    info = _finish(info, SynchronizationStatus.FAILURE, error=reason, error_detail=detail, summary=summary)
     kind = " (test import)" if info.test_import else ""
-    _message(info, TITLE_FAILURE, "failure",
-             f"Synchronization #{info.id}{kind} failed: {reason} Nothing was applied: the target environment "
-             "is exactly as it was before.")
+    info = _finish(info, SynchronizationStatus.FAILURE, (
+        TITLE_FAILURE, "failure", f"Synchronization #{info.id}{kind} failed: {reason} Nothing was applied: the "
+                                  "target environment is exactly as it was before."),
+        error=reason, error_detail=detail, summary=summary)
     _mail(info, "synchronization_failure", f"{TITLE_FAILURE}{kind}")
     return info.status.value
 
 
-def _success_message(info: SynchronizationInfo, direction: Direction) -> None:
+def _succeeded(info: SynchronizationInfo, direction: Direction, summary: dict) -> None:
+    """End ``info`` as Success, with its message and e-mail (what was applied, per module and tab)."""
     lines = [f"{_module_label(module)}: " + ", ".join(f"{Tab(tab).title.lower()} {count}"
                                                    for tab, count in tabs.items())
-             for module, tabs in info.summary.get("modules", {}).items()]
+             for module, tabs in summary.get("modules", {}).items()]
     if info.test_import:
         body = (f"Test import of synchronization #{info.id} ({direction.arrow}) completed: every change was "
                 "executed and checked, then rolled back; nothing was saved. It would apply: " + "; ".join(lines))
@@ -298,7 +307,7 @@ def _success_message(info: SynchronizationInfo, direction: Direction) -> None:
         body = (f"Synchronization #{info.id} ({direction.arrow}) was completed successfully and the planned changes "
                 "have been applied: " + "; ".join(lines))
         title = TITLE_SUCCESS
-    _message(info, title, "success", body)
+    info = _finish(info, SynchronizationStatus.SUCCESS, (title, "success", body), summary=summary)
     _mail(info, "synchronization_success", title)
 
 
@@ -316,8 +325,8 @@ def _process_message(info: SynchronizationInfo) -> None:
     _message(info, TITLE_PROCESS, "info", body)
 
 
-def _message(info: SynchronizationInfo, title: str, level: str, body: str) -> None:
-    set_synchronization_message(info.id, title=title, level=level, body=body, recipient=info.requested_by)
+def _message(info: SynchronizationInfo, title: str, level: str, body: str, conn: sa.Connection | None = None) -> None:
+    set_synchronization_message(info.id, title=title, level=level, body=body, recipient=info.requested_by, conn=conn)
 
 
 def _mail(info: SynchronizationInfo, template: str, subject: str) -> None:
@@ -386,9 +395,8 @@ def recover() -> Recovery:
             continue  # its apply still holds its staging folder: it ends (and says how) by itself
         elif str(info.id) in committed:
             # It died after its database commit: the journal's file moves were just finished.
-            info = _finish(info, SynchronizationStatus.SUCCESS, summary={
-                "modules": selected_summary(info.comparison_id), "completed_after_restart": True})
-            _success_message(info, get_comparison(info.comparison_id).direction)
+            _succeeded(info, get_comparison(info.comparison_id).direction,
+                       {"modules": selected_summary(info.comparison_id), "completed_after_restart": True})
         elif job is None or not _worker_alive(job):
             _failed(info, "The worker running it stopped before it finished (it was killed or lost its Redis "
                           "server); its database transaction was rolled back.", None,

@@ -432,7 +432,11 @@ def _order(change: Change) -> tuple:
     return (change.table_name, change.key, change.tab, change.reason or "", tuple(change.needs))
 
 
-def test_record_baseline_upserts_and_forgets(shops):
+@pytest.mark.parametrize("preload", [200_000, 0], ids=["read-whole", "looked-up"])
+def test_record_baseline_upserts_and_forgets(shops, monkeypatch, preload):
+    import envsync_plugin.engine.baseline as baseline_module
+
+    monkeypatch.setattr(baseline_module, "PRELOAD", preload)
     prod, _test = shops
     table = define_tables(sa.MetaData()).baseline
     table.create(prod.env.engine)
