@@ -322,6 +322,27 @@ def test_a_scheduled_synchronization_survives_the_loss_of_redis_data(demo, start
     assert row(demo.prod, "cms_pages", 42) is not None
 
 
+@pytest.mark.parametrize("redis_kind", ["embedded"])  # a server the test may restart: its own
+def test_a_scheduled_synchronization_runs_at_its_time_though_redis_restarted_under_a_running_worker(
+        demo, worker):
+    from envsync_plugin.queue import embedded_redis_for
+
+    with demo.app().app_context():
+        comparison = ready_comparison(modules=["cms_pages"])
+        at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=8)
+        info = service.schedule_synchronization(comparison.id, at=at, user="admin@example.com")
+        server = embedded_redis_for(demo.instance)
+        assert server.stop()  # its data is kept on disk, as a restarted Redis with persistence has it
+        time.sleep(1)
+        server.start()
+        info = service.wait_for_synchronization(info.id, timeout=120)
+        assert info.status.value == "success", info.error
+        assert info.started_at >= at - dt.timedelta(seconds=1)
+        assert info.started_at <= at + dt.timedelta(seconds=60), "it ran long after its time"
+    assert worker.process.poll() is None, worker.output()
+    assert row(demo.prod, "cms_pages", 42) is not None
+
+
 def scheduled_for_later(comparison_id: int | None = None) -> service.SynchronizationInfo:
     """A synchronization of CMS pages scheduled an hour from now (no worker: its comparison runs here)."""
     from envsync_plugin.service.comparisons import run_comparison
