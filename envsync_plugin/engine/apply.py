@@ -46,7 +46,7 @@ import sqlalchemy as sa
 from ..errors import EnvSyncError
 from ..modules import SyncModule
 from .backup import BackupRecord, BackupStore, FolderBackupStore
-from .bulk import bind_processors, copy_rows, run_processors
+from .bulk import bind_processors, can_copy, copy_rows, run_processors
 from .files import UnsafePath, resolve_media_path
 from .fingerprint import row_fingerprint
 from .journal import MediaEnvironment, Staging, Witness, finish_pending_file_moves, running_applies
@@ -445,7 +445,7 @@ def _driver_writer(conn: sa.Connection, step: _Step) -> Writer | None:
 
 def _copy_writer(conn: sa.Connection, step: _Step) -> Writer | None:
     """PostgreSQL with psycopg: inserts through COPY (several times faster than INSERTs, even batched)."""
-    if step.action != "insert" or conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+    if step.action != "insert" or not can_copy(conn):
         return None
     table = step.table.target.table
 

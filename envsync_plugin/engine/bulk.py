@@ -31,10 +31,15 @@ def run_processors(tuples: list[tuple], found: list[tuple[int, Callable]]) -> li
     return list(zip(*columns, strict=True))
 
 
+def can_copy(conn: sa.Connection) -> bool:
+    """PostgreSQL with psycopg: COPY is there."""
+    return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
+
+
 def copy_rows(conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple], *,
               process: bool = True) -> bool:
     """COPY ``rows`` into ``table`` on PostgreSQL with psycopg; False (nothing done) elsewhere."""
-    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+    if not can_copy(conn):
         return False
     preparer = conn.dialect.identifier_preparer
     sql = (f"COPY {preparer.format_table(table)} ({', '.join(preparer.quote(c) for c in columns)}) "

@@ -18,7 +18,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 import sqlalchemy as sa
 
@@ -185,14 +185,8 @@ def finish_pending_file_moves(target: MediaEnvironment) -> list[Recovery]:
     Call it when a worker starts, before it takes jobs. Staging folders whose synchronization is
     still running (their lock is held) are left alone.
     """
-    root = Path(target.media_root) / STAGING_DIR
     recoveries: list[Recovery] = []
-    if not root.is_dir():
-        return recoveries
-    for folder in sorted(root.iterdir()):
-        if not folder.is_dir():
-            continue
-        lock = _try_lock(folder)
+    for folder, lock in _staging_folders(target):
         if lock is None:
             continue
         try:
@@ -219,14 +213,19 @@ def finish_pending_file_moves(target: MediaEnvironment) -> list[Recovery]:
 def running_applies(target: MediaEnvironment) -> list[str]:
     """The synchronization ids whose apply is running on ``target`` right now, in whatever process:
     their staging folder's lock is held."""
-    root = Path(target.media_root) / STAGING_DIR
     running = []
-    for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        if not folder.is_dir():
-            continue
-        lock = _try_lock(folder)
+    for folder, lock in _staging_folders(target):
         if lock is None:
             running.append(folder.name)
         else:
             lock.close()
     return running
+
+
+def _staging_folders(target: MediaEnvironment) -> Iterator[tuple[Path, Any]]:
+    """Each staging folder of ``target`` with its lock taken, or None when another process holds it
+    (its apply runs); the caller closes the lock."""
+    root = Path(target.media_root) / STAGING_DIR
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if folder.is_dir():
+            yield folder, _try_lock(folder)
