@@ -54,6 +54,8 @@ from .schema import (
     is_text,
     lookup_chunk,
     noun,
+    raw_rows,
+    raw_rows_by_key,
     read_rows,
     reflect,
     row_filter,
@@ -285,7 +287,11 @@ class _Comparison:
         t_stmt = select_rows(t_plan, self.t_sides[module.key], self.t_dialect, low=key_range.low, high=key_range.high)
         s_iter = itertools.chain.from_iterable(self._partitions(self.s_stream, s_stmt, module.key))
         t_iter = itertools.chain.from_iterable(self._partitions(self.t_stream, t_stmt, module.key))
+        return self._merge(spec, s_plan, s_iter, t_iter)
 
+    def _merge(self, spec: SyncTable, s_plan: TablePlan, s_iter: Iterator[Sequence[Any]],
+               t_iter: Iterator[Sequence[Any]]) -> Iterator[_Found]:
+        """The keys that differ between two key-ordered row iterators of one table."""
         key_of = s_plan.key_of
         n = s_plan.n_compared
         new_only = self.mode is Mode.NEW
@@ -442,17 +448,17 @@ class _Comparison:
         """The keys that differ between two PostgreSQL databases: each side streams only ``(key, hash of
         its compared columns' text)`` in key order, computed by the server (schema.select_hashes), read
         in large fetches by a thread per side; windows of keys both streams have fully read are compared
-        as sets, and only the keys whose hashes differ are read whole (batched lookups) and merged as
-        _merged does. A hash can only make rows look different when they are not (then the whole rows
-        say so); equal text means equal values."""
+        as sets, and only the rows whose hashes differ are read whole (batched lookups, plain tuples) and
+        merged as _merged merges. A hash can only make rows look different when they are not (then the
+        whole rows say so); equal text means equal values."""
         s_plan, t_plan = self.plan("s", spec.name), self.plan("t", spec.name)
         s_side, t_side = self.s_sides[module.key], self.t_sides[module.key]
-        streams = [_prefetched(self._hash_stream(conn, plan, side, key_range))
+        streams = [_prefetched(raw_rows(conn, select_hashes(plan, side, "postgresql", low=key_range.low,
+                                                            high=key_range.high), int(HASH_FETCH)))
                    for conn, plan, side in ((self.s_stream, s_plan, s_side), (self.t_stream, t_plan, t_side))]
-        n = s_plan.n_compared
+        composite = len(s_plan.pk) > 1
         new_only = self.mode is Mode.NEW
-        identity_at = [s_plan.index(name) for name in spec.identity]
-        bufs: list[list[tuple[Any, Any]]] = [[], []]
+        bufs: list[list[tuple[Any, ...]]] = [[], []]
         open_ = [True, True]
         key = itemgetter(0)
         try:
@@ -465,6 +471,8 @@ class _Comparison:
                             open_[side] = False
                         else:
                             self._advance(module.key, len(rows))
+                            if composite:
+                                rows = [(tuple(r[:-1]), r[-1]) for r in rows]
                             bufs[side] = bufs[side] + rows if bufs[side] else rows
                 s_buf, t_buf = bufs
                 if not s_buf and not t_buf:
@@ -481,43 +489,16 @@ class _Comparison:
                 if s_part == t_part:
                     continue
                 s_set, t_set = set(s_part), set(t_part)  # set - set reuses the hashes the sets hold
-                s_keys = {k for k, _h in s_set - t_set}
-                t_keys = {k for k, _h in t_set - s_set}
-                both = s_keys & t_keys
-                s_rows = read_rows(self.s_conn, s_plan, sorted(s_keys), s_side)
-                t_rows = read_rows(self.t_conn, t_plan, sorted(t_keys if not new_only else both), t_side)
-                for k in sorted(s_keys | t_keys):
-                    s, t = s_rows.get(k), t_rows.get(k)
-                    if s is not None and t is not None:
-                        if new_only:
-                            if identity_at and any(s[i] != t[i] for i in identity_at):
-                                yield _Found(_BOTH, k, s, t)
-                        elif s[:n] != t[:n]:
-                            yield _Found(_BOTH, k, s, t)
-                    elif s is not None:
-                        yield _Found(_NEW, k, s, None)
-                    elif t is not None and not new_only:
-                        yield _Found(_DELETED, k, None, t)
+                s_keys = sorted(k for k, _h in s_set - t_set)
+                t_keys = sorted(k for k, _h in t_set - s_set)
+                if new_only:
+                    t_keys = sorted(set(t_keys).intersection(s_keys))  # a record only the target has is no concern
+                s_rows = raw_rows_by_key(self.s_conn, s_plan, s_keys, s_side)
+                t_rows = raw_rows_by_key(self.t_conn, t_plan, t_keys, t_side)
+                yield from self._merge(spec, s_plan, iter(s_rows), iter(t_rows))
         finally:
             for stream_ in streams:
                 stream_.close()  # stops its reading thread and closes its cursor
-
-    def _hash_stream(self, conn: sa.Connection, plan: TablePlan, side: Side, key_range: KeyRange
-                     ) -> Iterator[list[tuple[Any, Any]]]:
-        """``[(key, hash), ...]`` lists of one side in key order, through a psycopg server-side cursor
-        on the stream connection (plain tuples, no Row objects: there are millions)."""
-        stmt = select_hashes(plan, side, conn.dialect.name, low=key_range.low, high=key_range.high)
-        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-        params = compiled.construct_params()
-        for name, process in getattr(compiled, "_bind_processors", {}).items():
-            if name in params:
-                params[name] = process(params[name])
-        composite = len(plan.pk) > 1
-        driver = conn.connection.driver_connection
-        with driver.cursor(name=f"envsync_hashes_{id(plan)}") as cursor:  # type: ignore[union-attr]
-            cursor.execute(compiled.string, params)
-            while rows := cursor.fetchmany(int(HASH_FETCH)):
-                yield [(tuple(r[:-1]), r[-1]) for r in rows] if composite else rows
 
     # --- resolving a batch ----------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ Public helpers:
   range or a key list.
 - ``select_hashes(plan, side, ...)``: PostgreSQL: each row's key and a hash of its compared values, in
   the same order (what the comparison streams between two PostgreSQL databases).
+- ``raw_rows(conn, stmt, fetch)``, ``raw_rows_by_key(conn, plan, keys, side)``: PostgreSQL: rows as plain
+  tuples, in large fetches or by key.
 - ``read_fingerprints(conn, tables, module, spec, keys, media_root, side=None) -> {key_json: fingerprint}``:
   what the apply re-checks before writing.
 - ``plan.fingerprinter(media_root)``, ``plan.label(row)``, ``plan.media_path(row)``: a row's fingerprint,
@@ -334,6 +336,11 @@ def in_values(column: sa.ColumnElement[Any], values: Sequence[Any], dialect: str
     """``column IN (values)``; on PostgreSQL ``column = ANY(array)``: one parameter however many values
     (an ``IN`` list is rendered, sent and parsed value by value, which costs more than the lookup)."""
     if dialect == "postgresql":
+        if isinstance(column.type, sa.Integer) and all(type(v) is int for v in values):
+            # An array literal: the driver turns a list into an array value by value, in Python.
+            literal = "{" + ",".join(map(str, values)) + "}"
+            return column == sa.any_(sa.cast(sa.bindparam(None, literal, type_=sa.Text),
+                                             postgresql.ARRAY(sa.BigInteger)))
         return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
     return column.in_(values)
 
@@ -377,18 +384,77 @@ def select_rows(plan: TablePlan, side: Side | None, dialect: str, *, low: Any = 
     return stmt
 
 
+#: Types PostgreSQL hashes by the value that Python's equality sees too (numbers, booleans, dates and
+#: times, bytes, UUIDs, JSONB): hashed as they are, without turning them into text (the costly part).
+_HASHED_AS_IS = (sa.Integer, sa.Numeric, sa.Boolean, sa.Date, sa.DateTime, sa.Time, sa.LargeBinary, sa.Uuid,
+                 postgresql.JSONB)
+
+
+def _hash_input(column: sa.ColumnElement[Any], type_: sa.types.TypeEngine) -> sa.ColumnElement[Any]:
+    if isinstance(type_, _HASHED_AS_IS) and not is_text(type_):
+        return column
+    # Text, and any type not known to hash as Python compares: its text, byte for byte ("C"), so a
+    # case-insensitive collation or type (citext) cannot hide a change.
+    return sa.cast(column, sa.Text).collate("C")
+
+
 def select_hashes(plan: TablePlan, side: Side | None, dialect: str, *, low: Any = None, high: Any = None
                   ) -> sa.Select[Any]:
     """PostgreSQL: ``(key columns..., hash)`` of the rows select_rows gives, in the same order, where
-    hash = ``hashtextextended(ROW(compared columns)::text, 0)``: 64 bits over the values' own text, so
-    two rows with the same hash are, but for a 1 in 2**64 chance, the same row, and the comparison
-    only reads whole the rows whose hashes differ."""
+    hash = ``hash_record_extended(ROW(compared columns), 0)``: 64 bits over the values (text columns
+    and other types as their text in the "C" collation, see _hash_input), so two rows with the same
+    hash are, but for a 1 in 2**64 chance, equal as Python compares them, and the comparison only reads
+    whole the rows whose hashes differ."""
     rows = select_rows(plan, side, dialect, low=low, high=high, ordered=False).subquery("envsync_rows")
-    text = sa.cast(sa.func.row(*(rows.c[name] for name in plan.compared_names)), sa.Text).collate("C")
-    digest = sa.func.hashtextextended(text, sa.literal_column("0"))
+    values = [_hash_input(rows.c[name], plan.table.c[name].type) for name in plan.compared_names]
+    digest = sa.func.hash_record_extended(sa.func.row(*values), sa.literal_column("0"))
     keys = [rows.c[name] for name in plan.pk]
     order = [key.collate("C") if is_text(plan.table.c[key.name].type) else key for key in keys]
     return sa.select(*keys, digest).order_by(*order)
+
+
+def raw_rows(conn: sa.Connection, stmt: sa.Select[Any], fetch: int, *, server_side: bool = True
+             ) -> Iterator[list[tuple[Any, ...]]]:
+    """PostgreSQL with psycopg: the rows of ``stmt`` as lists of up to ``fetch`` plain tuples (no Row
+    objects: there are millions), through a server-side cursor on ``conn`` (``server_side=False``: a
+    plain one, for lookups), with the values SQLAlchemy gives (its types' result processors run where
+    a column has one; with psycopg nearly none has)."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    for name, process in getattr(compiled, "_bind_processors", {}).items():
+        if name in params:
+            params[name] = process(params[name])
+    dialect = conn.dialect
+    types = [column.type for column in stmt.selected_columns]
+    driver = conn.connection.driver_connection
+    cursor = driver.cursor(name=f"envsync_rows_{id(stmt)}") if server_side else driver.cursor()  # type: ignore[union-attr]
+    with cursor:
+        cursor.execute(compiled.string, params)
+        found = [(i, type_.dialect_impl(dialect).result_processor(dialect, column.type_code))
+                 for i, (type_, column) in enumerate(zip(types, cursor.description or [], strict=True))]
+        processors = [(i, process) for i, process in found if process is not None]
+        while rows := cursor.fetchmany(fetch):
+            if processors:
+                rows = [_processed(row, processors) for row in rows]
+            yield rows
+
+
+def _processed(row: tuple[Any, ...], processors: list[tuple[int, Callable[[Any], Any]]]) -> tuple[Any, ...]:
+    values = list(row)
+    for i, process in processors:
+        values[i] = process(values[i])
+    return tuple(values)
+
+
+def raw_rows_by_key(conn: sa.Connection, plan: TablePlan, keys: Sequence[Any], side: Side | None = None
+                    ) -> list[tuple[Any, ...]]:
+    """PostgreSQL with psycopg: read_rows' rows of ``keys`` as plain tuples, in key order."""
+    found: list[tuple[Any, ...]] = []
+    for part in chunked(list(keys), lookup_chunk("postgresql")):
+        stmt = select_rows(plan, side, "postgresql", keys=part)
+        for rows in raw_rows(conn, stmt, len(part) + 1, server_side=False):
+            found += rows
+    return found
 
 
 def stream(conn: sa.Connection, stmt: sa.Executable, chunk_size: int) -> Iterator[Sequence[sa.Row[Any]]]:

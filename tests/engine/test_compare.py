@@ -475,10 +475,10 @@ def test_sqlite_join_and_python_merge_give_the_same_changes(pair, monkeypatch, j
         assert joined
 
 
-# Rows are streamed as hashes only between two PostgreSQL databases.
+# Rows are compared in windows only between two PostgreSQL databases.
 @pytest.mark.parametrize("db_kind", ["postgresql"])
 @pytest.mark.parametrize("hash_fetch", [20_000, 2], ids=["one-window", "many-windows"])
-def test_postgresql_hashes_and_python_merge_give_the_same_changes(pair, monkeypatch, hash_fetch):
+def test_postgresql_windows_and_python_merge_give_the_same_changes(pair, monkeypatch, hash_fetch):
     import envsync_plugin.engine.compare as compare_module
 
     prod, test = pair
@@ -495,12 +495,64 @@ def test_postgresql_hashes_and_python_merge_give_the_same_changes(pair, monkeypa
     test.add("system_settings", {"key": "mobile_app.alpha", "value": "{}"}, {"key": "mobile_app.é", "value": "2"})
     for mode in (Mode.ALL, Mode.NEW):
         monkeypatch.setattr(compare_module, "HASH_FETCH", hash_fetch)
-        hashed = run(prod, test, mode=mode, chunk_size=3)
+        windowed = run(prod, test, mode=mode, chunk_size=3)
         monkeypatch.setattr(compare_module, "HASH_FETCH", False)
         merged = run(prod, test, mode=mode, chunk_size=3)
-        assert sorted(hashed, key=_order) == sorted(merged, key=_order)
-        assert hashed
+        assert sorted(windowed, key=_order) == sorted(merged, key=_order)
+        assert windowed
 
+
+
+@pytest.mark.parametrize("db_kind", ["postgresql"])
+def test_postgresql_windows_with_values_python_cannot_hash_give_the_same_changes(pair, monkeypatch):
+    """A JSONB column is read as dicts, which no set can hold: such windows are merged row by row."""
+    import envsync_plugin.engine.compare as compare_module
+
+    prod, test = pair
+    for shop, docs in ((prod, [(1, {"a": 1}), (2, {"b": [1, 2]}), (3, {"c": 3}), (5, {"e": 5})]),
+                       (test, [(1, {"a": 1}), (2, {"b": [1, 3]}), (4, {"d": 4}), (5, {"e": 5})])):
+        with shop.env.engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE docs (id integer PRIMARY KEY, body jsonb NOT NULL)")
+            for key, body in docs:
+                conn.exec_driver_sql("INSERT INTO docs VALUES (%(id)s, %(body)s)", {"id": key, "body": json.dumps(body)})
+    docs = SyncModule("docs", "Documents", tables=[SyncTable("docs")])
+    monkeypatch.setattr(compare_module, "HASH_FETCH", 2)
+    windowed = run(prod, test, with_modules=[docs])
+    monkeypatch.setattr(compare_module, "HASH_FETCH", False)
+    merged = run(prod, test, with_modules=[docs])
+    assert sorted(windowed, key=_order) == sorted(merged, key=_order)
+    assert tabs(windowed) == {("docs", 2): "modified", ("docs", 3): "new", ("docs", 4): "deleted"}
+
+
+@pytest.mark.parametrize("db_kind", ["postgresql"])
+def test_postgresql_hashes_see_changes_a_type_or_collation_calls_equal(pair, monkeypatch):
+    """The server hashes values, not text, where Python compares them the same way; text (and any other
+    type) is hashed as its bytes, so a case-insensitive collation cannot hide a change, and types the
+    server cannot hash (json) still compare."""
+    import envsync_plugin.engine.compare as compare_module
+
+    prod, test = pair
+    columns = ("id integer PRIMARY KEY, title text COLLATE envsync_ci, doc json, tags jsonb, amount numeric, "
+               "flag boolean, day date, at timestamptz, blob bytea, uid uuid, ratio float8, span interval")
+    same = ("'{\"a\": 1}'", "'[1, 2]'", "1.50", "true", "'2026-12-04'", "'2026-12-04 10:00+00'", "'\\x00ff'",
+            "'00000000-0000-0000-0000-000000000001'", "0.5", "'1 day'")
+    rows = {
+        "PROD": [(1, "'Shoe'", *same), (2, "'Shoe'", *same), (3, "'Boot'", *same)],
+        "TEST": [(1, "'Shoe'", *same), (2, "'shoe'", *same), (3, "'Boot'", *same[:4], "'2026-12-05'", *same[5:])],
+    }
+    for shop in (prod, test):
+        with shop.env.engine.begin() as conn:
+            conn.exec_driver_sql("CREATE COLLATION IF NOT EXISTS envsync_ci "
+                                 "(provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+            conn.exec_driver_sql(f"CREATE TABLE kinds ({columns})")
+            for row in rows[shop.env.name]:
+                conn.exec_driver_sql(f"INSERT INTO kinds VALUES ({', '.join(map(str, row))})")
+    kinds = SyncModule("kinds", "Kinds", tables=[SyncTable("kinds")])
+    hashed = run(prod, test, with_modules=[kinds])
+    monkeypatch.setattr(compare_module, "HASH_FETCH", False)
+    merged = run(prod, test, with_modules=[kinds])
+    assert sorted(hashed, key=_order) == sorted(merged, key=_order)
+    assert tabs(hashed) == {("kinds", 2): "modified", ("kinds", 3): "modified"}
 
 TRICKY_DECIMALS = ["0", "-0", "0.0", "-0.000", "0E-5", "-0E+2", "1E+2", "1e2", "100", "0.10", "123.4500", "-123.4500",
                    "-5", "-0.001", "0.000001", "0.0000001", "1.23E-10", "12345678901234567890.123456789",
