@@ -336,11 +336,6 @@ def in_values(column: sa.ColumnElement[Any], values: Sequence[Any], dialect: str
     """``column IN (values)``; on PostgreSQL ``column = ANY(array)``: one parameter however many values
     (an ``IN`` list is rendered, sent and parsed value by value, which costs more than the lookup)."""
     if dialect == "postgresql":
-        if isinstance(column.type, sa.Integer) and all(type(v) is int for v in values):
-            # An array literal: the driver turns a list into an array value by value, in Python.
-            literal = "{" + ",".join(map(str, values)) + "}"
-            return column == sa.any_(sa.cast(sa.bindparam(None, literal, type_=sa.Text),
-                                             postgresql.ARRAY(sa.BigInteger)))
         return column == sa.any_(sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
     return column.in_(values)
 
