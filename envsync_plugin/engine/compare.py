@@ -446,11 +446,11 @@ class _Comparison:
 
     def _hashed(self, module: SyncModule, spec: SyncTable, key_range: KeyRange) -> Iterator[_Found]:
         """The keys that differ between two PostgreSQL databases: each side streams only ``(key, hash of
-        its compared columns' text)`` in key order, computed by the server (schema.select_hashes), read
-        in large fetches by a thread per side; windows of keys both streams have fully read are compared
-        as sets, and only the rows whose hashes differ are read whole (batched lookups, plain tuples) and
-        merged as _merged merges. A hash can only make rows look different when they are not (then the
-        whole rows say so); equal text means equal values."""
+        its compared values)`` in key order, computed by the server (schema.select_hashes), read in large
+        fetches by a thread per side; windows of keys both streams have fully read are compared as sets,
+        and only the rows whose hashes differ are read whole (batched lookups, plain tuples) and merged as
+        _merged merges. A hash can make rows look different when Python finds them equal (then the whole
+        rows say so); equal hashes mean, but for a 1 in 2**64 chance, rows Python finds equal."""
         s_plan, t_plan = self.plan("s", spec.name), self.plan("t", spec.name)
         s_side, t_side = self.s_sides[module.key], self.t_sides[module.key]
         streams = [_prefetched(raw_rows(conn, select_hashes(plan, side, "postgresql", low=key_range.low,
