@@ -22,7 +22,8 @@ def bind_processors(conn: sa.Connection, types: Sequence[sa.types.TypeEngine]) -
 
 
 def run_processors(tuples: list[tuple], found: list[tuple[int, Callable]]) -> list[tuple]:
-    """The bind processors SQLAlchemy would have run (Decimal to float on SQLite, ...), column by column."""
+    """The processors SQLAlchemy would have run, column by column: bind processors before writing
+    (Decimal to float on SQLite, ...), or result processors after reading (schema.raw_rows)."""
     if not found or not tuples:
         return tuples
     columns = list(zip(*tuples, strict=True))

@@ -41,6 +41,7 @@ from sqlalchemy.dialects import postgresql
 
 from ..errors import EnvSyncError
 from ..modules import Side, SyncModule, SyncTable
+from .bulk import run_processors
 from .files import UnsafePath, relative_media_path, resolve_media_path
 from .fingerprint import MISSING_FILE, decimal_text, file_digest, normalize
 from .types import encode_key
@@ -429,16 +430,7 @@ def raw_rows(conn: sa.Connection, stmt: sa.Select[Any], fetch: int, *, server_si
                  for i, (type_, column) in enumerate(zip(types, cursor.description or [], strict=True))]
         processors = [(i, process) for i, process in found if process is not None]
         while rows := cursor.fetchmany(fetch):
-            if processors:
-                rows = [_processed(row, processors) for row in rows]
-            yield rows
-
-
-def _processed(row: tuple[Any, ...], processors: list[tuple[int, Callable[[Any], Any]]]) -> tuple[Any, ...]:
-    values = list(row)
-    for i, process in processors:
-        values[i] = process(values[i])
-    return tuple(values)
+            yield run_processors(rows, processors)
 
 
 def raw_rows_by_key(conn: sa.Connection, plan: TablePlan, keys: Sequence[Any], side: Side | None = None

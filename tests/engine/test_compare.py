@@ -533,17 +533,20 @@ def test_postgresql_hashes_see_changes_a_type_or_collation_calls_equal(pair, mon
 
     prod, test = pair
     columns = ("id integer PRIMARY KEY, title text COLLATE envsync_ci, doc json, tags jsonb, amount numeric, "
-               "flag boolean, day date, at timestamptz, blob bytea, uid uuid, ratio float8, span interval")
+               "flag boolean, day date, at timestamptz, blob bytea, uid uuid, ratio float8, span interval, "
+               "size envsync_size")
     same = ("'{\"a\": 1}'", "'[1, 2]'", "1.50", "true", "'2026-12-04'", "'2026-12-04 10:00+00'", "'\\x00ff'",
-            "'00000000-0000-0000-0000-000000000001'", "0.5", "'1 day'")
+            "'00000000-0000-0000-0000-000000000001'", "0.5", "'1 day'", "'small'")
     rows = {
-        "PROD": [(1, "'Shoe'", *same), (2, "'Shoe'", *same), (3, "'Boot'", *same)],
-        "TEST": [(1, "'Shoe'", *same), (2, "'shoe'", *same), (3, "'Boot'", *same[:4], "'2026-12-05'", *same[5:])],
+        "PROD": [(1, "'Shoe'", *same), (2, "'Shoe'", *same), (3, "'Boot'", *same), (4, "'Sock'", *same)],
+        "TEST": [(1, "'Shoe'", *same), (2, "'shoe'", *same), (3, "'Boot'", *same[:4], "'2026-12-05'", *same[5:]),
+                 (4, "'Sock'", *same[:-1], "'large'")],
     }
     for shop in (prod, test):
         with shop.env.engine.begin() as conn:
             conn.exec_driver_sql("CREATE COLLATION IF NOT EXISTS envsync_ci "
                                  "(provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+            conn.exec_driver_sql("CREATE TYPE envsync_size AS ENUM ('small', 'large')")  # read through a processor
             conn.exec_driver_sql(f"CREATE TABLE kinds ({columns})")
             for row in rows[shop.env.name]:
                 conn.exec_driver_sql(f"INSERT INTO kinds VALUES ({', '.join(map(str, row))})")
@@ -552,7 +555,7 @@ def test_postgresql_hashes_see_changes_a_type_or_collation_calls_equal(pair, mon
     monkeypatch.setattr(compare_module, "HASH_FETCH", False)
     merged = run(prod, test, with_modules=[kinds])
     assert sorted(hashed, key=_order) == sorted(merged, key=_order)
-    assert tabs(hashed) == {("kinds", 2): "modified", ("kinds", 3): "modified"}
+    assert tabs(hashed) == {("kinds", 2): "modified", ("kinds", 3): "modified", ("kinds", 4): "modified"}
 
 TRICKY_DECIMALS = ["0", "-0", "0.0", "-0.000", "0E-5", "-0E+2", "1E+2", "1e2", "100", "0.10", "123.4500", "-123.4500",
                    "-5", "-0.001", "0.000001", "0.0000001", "1.23E-10", "12345678901234567890.123456789",
