@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 import sqlalchemy as sa
@@ -236,9 +237,27 @@ def comparable(changes) -> list[tuple]:
                   for c in changes)
 
 
+def _serving(app, count: int) -> None:
+    """Wait until ``count`` workers listen to the app's queue."""
+    import time
+
+    with app.app_context():
+        deadline = time.monotonic() + 60
+        while len(service.workers()) < count:
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.1)
+
+
+def _parts(comparison_id: int) -> list[tuple]:
+    p = current_envsync.tables.comparison_parts
+    with service.connection() as conn:
+        return [tuple(row) for row in conn.execute(
+            sa.select(p.c.table_name, p.c.low, p.c.high).where(p.c.comparison_id == comparison_id).order_by(p.c.id))]
+
+
 def test_a_large_comparison_split_across_workers_gives_the_same_changes_as_one_job(demo, start_worker):
-    """With parts of 40 rows, the products table (about 400 rows on both sides) becomes key-range jobs
-    shared by two workers; the stored changes are those of a single job."""
+    """With parts of 40 rows and two workers, each table of more than 40 rows becomes two key-range
+    jobs and one more job compares the other tables; the stored changes are those of a single job."""
     from envsync_plugin.service.comparisons import run_comparison
 
     with demo.app().app_context():  # one job, in this process
@@ -250,15 +269,29 @@ def test_a_large_comparison_split_across_workers_gives_the_same_changes_as_one_j
     start_worker()
     start_worker()
     app = demo.app()
+    _serving(app, 2)
     with app.app_context():
         split = service.wait_for_comparison(
             service.start_comparison("test-to-prod", "all", ALL_MODULES, user=None).id, timeout=180)
         assert split.status.value == "ready", split.error
-        parts = service.connection().execute(
-            sa.text("SELECT count(*) FROM envsync_comparison_parts WHERE comparison_id = :c"), {"c": split.id}
-        ).scalar_one()
+        parts = _parts(split.id)
         got = comparable(service.all_changes(split.id))
-    assert parts > 8  # several key ranges of products, and every other table on its own
+    split_tables = Counter(name for name, _low, _high in parts if name is not None)
+    assert "products" in split_tables and set(split_tables.values()) == {2}  # one key range per worker
+    assert parts.count((None, None, None)) == 1  # the other tables
     assert got == expected
     assert split.counts == single.counts
     assert split.progress_done == split.progress_total == single.progress_total
+
+
+def test_one_worker_compares_a_large_comparison_as_one_job(demo, worker):
+    """Parts only pay off when several workers share them: with one worker, the same comparison is one part."""
+    demo.env["FLASK_ENVSYNC_COMPARISON_PART_ROWS"] = "40"
+    app = demo.app()
+    _serving(app, 1)
+    with app.app_context():
+        info = service.wait_for_comparison(
+            service.start_comparison("test-to-prod", "all", ALL_MODULES, user=None).id, timeout=180)
+        assert info.status.value == "ready", info.error
+        assert _parts(info.id) == [(None, None, None)]
+        assert info.counts["new"] > 0
