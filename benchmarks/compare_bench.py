@@ -1,7 +1,7 @@
 """Benchmark of the comparison: the job end to end, and the engine alone, on two environments of N products.
 
     .venv/bin/python benchmarks/compare_bench.py [--records 1000000] [--sizes 100000,1000000] [--repeat 3]
-        [--runs job,engine,bare] [--redis redis://...] [--postgres postgresql+psycopg://postgres@127.0.0.1/postgres]
+        [--runs job,engine,bare,workers] [--workers 2] [--redis redis://...] [--postgres postgresql+psycopg://postgres@127.0.0.1/postgres]
 
 Builds PROD and TEST (SQLite files, cached under --workdir) with the example shop's tables: N products
 in 1,000 categories, a few hundred CMS pages, sliders, gallery images (with files) and mobile-app
@@ -13,6 +13,9 @@ is a fresh subprocess, so its peak RSS (resource.getrusage maxrss) is its own.
   comparison, every change stored in envsync's tables, the tab counts, the e-mail, suppressed) timed.
 - engine: compare() alone with a no-op progress callback (as the job passes one), changes counted.
 - bare: compare() without a progress callback.
+- workers: the job end to end with --workers (default 2) real worker processes serving the queue, so
+  that the products table is cut in key ranges they share: timed from the start of the comparison to
+  its "ready". Peak RSS is the largest worker's or work horse's.
 
 Beside it: ``sqldiff --summary`` (Debian sqlite3-tools) on the same two files, and with --postgres the
 same runs between two PostgreSQL databases beside ``COPY (SELECT * FROM products) TO STDOUT`` of both
@@ -23,6 +26,7 @@ reference, so both see the same load). Prints figures and the load average; asse
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -183,62 +187,131 @@ def child(prod_url: str, test_url: str, media: str, progress: str = "none") -> N
     print(json.dumps({"seconds": seconds, "counts": counts, "rss_kib": rss, "rss_before_kib": rss_before}))
 
 
-def child_job(prod_url: str, test_url: str, media: str, redis_url: str) -> None:
-    """The comparison end to end as a worker runs it: the example shop's app, a comparison started
-    through the service (all modules, all records, PROD → TEST) and its job (counts, parts, compare,
-    stored changes, tab counts, the e-mail) run here; prints its figures as JSON. envsync's tables are
-    in a database file of their own, so that PROD's file stays as sqldiff reads it."""
-    import resource
-
-    import sqlalchemy as sa
-
-    from envsync_plugin import service
-    from envsync_plugin.extension import current_envsync
-    from envsync_plugin.service.comparisons import run_comparison
+def _bench_app(prod_url: str, test_url: str, media: str, redis_url: str):
+    """The example shop's PROD app over the two environments, with envsync's tables in a database file
+    of their own (PROD's file stays as sqldiff reads it), and the FLASK_* variables that give a worker
+    process the same configuration; returns (app, instance folder, variables)."""
     from example_host import create_app
 
     instance = Path(media) / f"instance-{uuid.uuid4().hex[:8]}"
-    os.environ["EXAMPLE_HOST_INSTANCE_PATH"] = str(instance)  # the embedded Redis lives there too
     media_root = Path(media)
-    app = create_app({
+    config = {
         "ENVSYNC_ENVIRONMENTS": {"PROD": {"database_url": prod_url, "media_root": str(media_root / "media-prod")},
                                  "TEST": {"database_url": test_url, "media_root": str(media_root / "media-test")}},
         "ENVSYNC_CURRENT_ENVIRONMENT": "PROD",
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{instance}/envsync.db",
-        "ENVSYNC_REDIS_URL": redis_url or None,
         "ENVSYNC_QUEUE_NAME": f"envsync-bench-{uuid.uuid4().hex[:8]}",
-        # One job: the split into key-range parts is for several workers, and this is one process.
-        "ENVSYNC_COMPARISON_PART_ROWS": 10**12,
         "MAIL_SUPPRESS_SEND": True,
-    })
+    }
+    if redis_url:
+        config["ENVSYNC_REDIS_URL"] = redis_url
+    variables = {"EXAMPLE_HOST_INSTANCE_PATH": str(instance)}  # the embedded Redis lives there too
+    variables.update({f"FLASK_{key}": value if isinstance(value, str) else json.dumps(value)
+                      for key, value in config.items()})
+    os.environ.update(variables)
+    return create_app(config), instance, variables
+
+
+def _start_bench_comparison():
+    from envsync_plugin import service
+
+    service.init_db()
+    return service.start_comparison("prod-to-test", "all",
+                                    ["cms_pages", "sliders", "gallery_folders", "products", "system_config"],
+                                    {"gallery_folders": ["mobile_app", "summer"]}, user="bench@example.com")
+
+
+def _stored(comparison_id: int) -> tuple[int, str]:
+    import sqlalchemy as sa
+
+    from envsync_plugin import service
+    from envsync_plugin.extension import current_envsync
+
+    changes = current_envsync.tables.changes
+    with service.connection() as conn:
+        stored = conn.execute(sa.select(sa.func.count()).select_from(changes).where(
+            changes.c.comparison_id == comparison_id)).scalar_one()
+    return stored, service.get_comparison(comparison_id).status.value
+
+
+def _cleanup(instance: Path, redis_url: str) -> None:
+    if not redis_url:
+        from envsync_plugin.queue import embedded_redis_for
+
+        embedded_redis_for(instance).stop()
+    shutil.rmtree(instance, ignore_errors=True)
+
+
+def child_job(prod_url: str, test_url: str, media: str, redis_url: str) -> None:
+    """The comparison end to end as a worker runs it: the example shop's app, a comparison started
+    through the service (all modules, all records, PROD → TEST) and its job (counts, compare, stored
+    changes, tab counts, the e-mail) run here; prints its figures as JSON. No worker serves the queue,
+    so the comparison is one job, as with one worker."""
+    import resource
+
+    from envsync_plugin.service.comparisons import run_comparison
+
+    app, instance, _variables = _bench_app(prod_url, test_url, media, redis_url)
     try:
         with app.app_context():
-            service.init_db()
-            info = service.start_comparison("prod-to-test", "all",
-                                            ["cms_pages", "sliders", "gallery_folders", "products", "system_config"],
-                                            {"gallery_folders": ["mobile_app", "summer"]}, user="bench@example.com")
+            info = _start_bench_comparison()
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             started = time.perf_counter()
             counts = run_comparison(info.id)
             seconds = time.perf_counter() - started
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            changes = current_envsync.tables.changes
-            with service.connection() as conn:
-                stored = conn.execute(sa.select(sa.func.count()).select_from(changes)).scalar_one()
-            status = service.get_comparison(info.id).status.value
+            stored, status = _stored(info.id)
     finally:
-        if not redis_url:
-            from envsync_plugin.queue import embedded_redis_for
-
-            embedded_redis_for(instance).stop()
-        shutil.rmtree(instance, ignore_errors=True)
+        _cleanup(instance, redis_url)
     print(json.dumps({"seconds": seconds, "counts": counts or {}, "stored": stored, "status": status,
                       "rss_kib": rss, "rss_before_kib": rss_before}))
 
 
+def child_workers(prod_url: str, test_url: str, media: str, workers: int, redis_url: str) -> None:
+    """The comparison end to end with ``workers`` real worker processes (``flask envsync worker``)
+    serving the queue: from the start on the settings page to the comparison marked ready (its parts
+    shared by the workers); prints its figures as JSON (peak RSS: the largest worker or work horse)."""
+    import resource
+    import signal
+
+    from envsync_plugin import service
+
+    app, instance, variables = _bench_app(prod_url, test_url, media, redis_url)
+    processes = []
+    try:
+        with app.app_context():
+            service.init_db()
+            env = {**os.environ, **variables}
+            processes = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "example_host", "envsync", "worker"],
+                                          env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True) for _ in range(workers)]
+            deadline = time.monotonic() + 60
+            while len(service.workers()) < workers:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{workers} workers did not start within 60 s")
+                time.sleep(0.1)
+            started = time.time()
+            info = _start_bench_comparison()
+            while service.get_comparison(info.id).status.value not in ("ready", "failed"):
+                time.sleep(0.05)
+            info = service.get_comparison(info.id)
+            seconds = info.finished_at.timestamp() - started
+            stored, status = _stored(info.id)
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.wait()
+        _cleanup(instance, redis_url)
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"seconds": seconds, "counts": info.counts or {}, "stored": stored, "status": status,
+                      "rss_kib": rss, "rss_before_kib": 0}))
+
+
 def run_child(prod_url: str, test_url: str, media: Path, progress: str = "none") -> dict:
     """One run in a fresh process: ``progress`` "none" or "noop" for compare() alone, "job:<redis URL or
-    empty>" for the comparison job end to end."""
+    empty>" for the comparison job end to end, "workers:<N>:<redis URL or empty>" for it with N workers."""
     out = subprocess.run([sys.executable, __file__, "--child", prod_url, test_url, str(media), progress],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -307,13 +380,18 @@ def main() -> None:
     parser.add_argument("--runs", default="job,engine",
                         help="comma-separated: job (the comparison job end to end: service, stored changes), "
                              "engine (compare() with a no-op progress callback, as a job passes one), "
-                             "bare (compare() without one); default job,engine")
+                             "bare (compare() without one), workers (the job end to end with --workers real "
+                             "worker processes sharing its parts); default job,engine")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes of the workers run (default 2)")
     parser.add_argument("--redis", default="", help="Redis URL for the job runs (default: the embedded server)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         if args.child[3].startswith("job:"):
             child_job(*args.child[:3], args.child[3][len("job:"):])
+        elif args.child[3].startswith("workers:"):
+            _kind, workers, redis_url = args.child[3].split(":", 2)
+            child_workers(*args.child[:3], int(workers), redis_url)
         else:
             child(*args.child)
         return
@@ -322,7 +400,8 @@ def main() -> None:
     print("All modules, mode ALL, every gallery folder, PROD -> TEST. job: the comparison job end to end "
           "(changes stored); engine/bare: compare() alone, changes counted. rows/s = product rows read on "
           "both sides / wall time.")
-    kinds = {"job": f"job:{args.redis}", "engine": "noop", "bare": "none"}
+    kinds = {"job": f"job:{args.redis}", "engine": "noop", "bare": "none",
+             "workers": f"workers:{args.workers}:{args.redis}"}
     modes = [name for name in args.runs.split(",") if name]
     unknown = [name for name in modes if name not in kinds]
     if unknown:
@@ -335,8 +414,9 @@ def main() -> None:
                 args.repeat, functools.partial(run_child, f"sqlite:///{prod}", f"sqlite:///{test}", prod.parent,
                                                kinds[mode]),
                 functools.partial(time_sqldiff, prod, test))
-            report(f"SQLite/{mode}", n, figures, "sqldiff --summary", reference)
-            rss.setdefault(f"SQLite/{mode}", []).append(figures["rss_kib"])
+            label = f"SQLite/{mode}" + (f"/{args.workers}" if mode == "workers" else "")
+            report(label, n, figures, "sqldiff --summary", reference)
+            rss.setdefault(label, []).append(figures["rss_kib"])
         if args.postgres:
             urls = list(build_postgres(args.postgres, n))
             try:
@@ -344,8 +424,9 @@ def main() -> None:
                     figures, reference = median_runs(
                         args.repeat, functools.partial(run_child, urls[0], urls[1], prod.parent, kinds[mode]),
                         functools.partial(time_copy, urls))
-                    report(f"PG/{mode}", n, figures, "COPY x2", reference)
-                    rss.setdefault(f"PG/{mode}", []).append(figures["rss_kib"])
+                    label = f"PG/{mode}" + (f"/{args.workers}" if mode == "workers" else "")
+                    report(label, n, figures, "COPY x2", reference)
+                    rss.setdefault(label, []).append(figures["rss_kib"])
             finally:
                 drop_postgres(args.postgres, urls)
     for label, values in rss.items():
