@@ -421,10 +421,10 @@ class _Comparison:
         def read() -> Iterator[tuple[str, Any]]:
             for part, share in self._slices(module, spec, key_range):
                 both, gone = queries(part)
-                for rows in stream(self.s_stream, both, self.chunk_size):
+                for rows in raw_rows(self.s_stream, both, self.chunk_size):
                     yield _BOTH, rows
                 if gone is not None:
-                    for rows in stream(self.s_stream, gone, self.chunk_size):
+                    for rows in raw_rows(self.s_stream, gone, self.chunk_size):
                         yield _DELETED, rows
                 yield "share", share
 
@@ -434,15 +434,14 @@ class _Comparison:
                 self._advance(module.key, rows)
             elif kind is _BOTH:
                 for row in rows:
-                    s_row, t_row = tuple(row[:width]), tuple(row[width:])
+                    s_row, t_row = row[:width], row[width:]
                     if t_row[pk_at[0]] is None:
                         yield _Found(_NEW, key_of(s_row), s_row, None)
                     else:
                         yield _Found(_BOTH, key_of(s_row), s_row, t_row)
             else:
                 for row in rows:
-                    t_row = tuple(row)
-                    yield _Found(_DELETED, key_of(t_row), None, t_row)
+                    yield _Found(_DELETED, key_of(row), None, row)
 
     def _hashed(self, module: SyncModule, spec: SyncTable, key_range: KeyRange) -> Iterator[_Found]:
         """The keys that differ between two PostgreSQL databases: each side streams only ``(key, hash of

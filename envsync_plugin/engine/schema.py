@@ -14,8 +14,8 @@ Public helpers:
   range or a key list.
 - ``select_hashes(plan, side, ...)``: PostgreSQL: each row's key and a hash of its compared values, in
   the same order (what the comparison streams between two PostgreSQL databases).
-- ``raw_rows(conn, stmt, fetch)``, ``raw_rows_by_key(conn, plan, keys, side)``: PostgreSQL: rows as plain
-  tuples, in large fetches or by key.
+- ``raw_rows(conn, stmt, fetch)``: rows as plain tuples through the driver's cursor (PostgreSQL's
+  hash streams, SQLite's joins); ``raw_rows_by_key(conn, plan, keys, side)``: PostgreSQL: by key.
 - ``read_fingerprints(conn, tables, module, spec, keys, media_root, side=None) -> {key_json: fingerprint}``:
   what the apply re-checks before writing.
 - ``plan.fingerprinter(media_root)``, ``plan.label(row)``, ``plan.media_path(row)``: a row's fingerprint,
@@ -411,26 +411,32 @@ def select_hashes(plan: TablePlan, side: Side | None, dialect: str, *, low: Any 
 
 def raw_rows(conn: sa.Connection, stmt: sa.Select[Any], fetch: int, *, server_side: bool = True
              ) -> Iterator[list[tuple[Any, ...]]]:
-    """PostgreSQL with psycopg: the rows of ``stmt`` as lists of up to ``fetch`` plain tuples (no Row
-    objects: there are millions), through a server-side cursor on ``conn`` (``server_side=False``: a
-    plain one, for lookups), with the values SQLAlchemy gives (its types' result processors run where
-    a column has one; with psycopg nearly none has)."""
+    """The rows of ``stmt`` as lists of up to ``fetch`` plain tuples (no Row objects: there are
+    millions), through the driver's own cursor on ``conn``: a server-side one on PostgreSQL
+    (``server_side=False``: a plain one, for lookups), SQLite's, which steps as it is read. The values
+    are those SQLAlchemy gives: its types' result processors run where a column has one (with psycopg
+    nearly none has; on SQLite, Numeric and date-time columns have one)."""
     compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params = compiled.construct_params()
+    params: Any = compiled.construct_params()
     for name, process in getattr(compiled, "_bind_processors", {}).items():
         if name in params:
             params[name] = process(params[name])
+    if compiled.positional:
+        params = [params[name] for name in compiled.positiontup or ()]
     dialect = conn.dialect
     types = [column.type for column in stmt.selected_columns]
     driver = conn.connection.driver_connection
-    cursor = driver.cursor(name=f"envsync_rows_{id(stmt)}") if server_side else driver.cursor()  # type: ignore[union-attr]
-    with cursor:
+    named = server_side and dialect.name == "postgresql"
+    cursor = driver.cursor(name=f"envsync_rows_{id(stmt)}") if named else driver.cursor()  # type: ignore[union-attr]
+    try:
         cursor.execute(compiled.string, params)
-        found = [(i, type_.dialect_impl(dialect).result_processor(dialect, column.type_code))
+        found = [(i, type_.dialect_impl(dialect).result_processor(dialect, column[1]))
                  for i, (type_, column) in enumerate(zip(types, cursor.description or [], strict=True))]
         processors = [(i, process) for i, process in found if process is not None]
         while rows := cursor.fetchmany(fetch):
             yield run_processors(rows, processors)
+    finally:
+        cursor.close()
 
 
 def raw_rows_by_key(conn: sa.Connection, plan: TablePlan, keys: Sequence[Any], side: Side | None = None
