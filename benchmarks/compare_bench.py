@@ -1,7 +1,7 @@
 """Benchmark of the comparison: the job end to end, and the engine alone, on two environments of N products.
 
     .venv/bin/python benchmarks/compare_bench.py [--records 1000000] [--sizes 100000,1000000] [--repeat 3]
-        [--runs job,engine,bare,workers] [--workers 2] [--redis redis://...] [--postgres postgresql+psycopg://postgres@127.0.0.1/postgres]
+        [--runs job,workers,engine,bare,floor] [--workers 2] [--redis redis://...] [--postgres postgresql+psycopg://postgres@127.0.0.1/postgres]
 
 Builds PROD and TEST (SQLite files, cached under --workdir) with the example shop's tables: N products
 in 1,000 categories, a few hundred CMS pages, sliders, gallery images (with files) and mobile-app
@@ -16,6 +16,10 @@ is a fresh subprocess, so its peak RSS (resource.getrusage maxrss) is its own.
 - workers: the job end to end with --workers (default 2) real worker processes serving the queue, so
   that the products table is cut in key ranges they share: timed from the start of the comparison to
   its "ready". Peak RSS is the largest worker's or work horse's.
+- floor (SQLite): what no Python work can make cheaper, each part timed alone: SQLite's joins of each
+  module table with its twin (the engine's two queries, rows dropped), storing the job's changes with
+  the job's own store, and the engine's fingerprints of as many rows as the changes hold; their sum
+  beside sqldiff's time is the best ratio any job of this design could reach.
 
 Beside it: ``sqldiff --summary`` (Debian sqlite3-tools) on the same two files, and with --postgres the
 same runs between two PostgreSQL databases beside ``COPY (SELECT * FROM products) TO STDOUT`` of both
@@ -309,6 +313,75 @@ def child_workers(prod_url: str, test_url: str, media: str, workers: int, redis_
                       "rss_kib": rss, "rss_before_kib": 0}))
 
 
+def child_floor(prod_url: str, test_url: str, media: str) -> None:
+    """SQLite: the parts of the job that no Python can make cheaper, each timed alone, to show how close
+    to ``sqldiff`` any job can come: SQLite's own join of each module table with its twin (the engine's
+    two joins, written plainly; rows fetched by sqlite3 and dropped), storing the job's changes (the job's
+    own store), and fingerprinting the rows they hold (the engine's own column-by-column fingerprints);
+    prints their seconds as JSON."""
+    import sqlite3
+
+    from envsync_plugin.engine.baseline import NoBaseline
+    from envsync_plugin.engine.compare import EnvironmentSide, compare
+    from envsync_plugin.engine.schema import TablePlan, reflect
+    from envsync_plugin.engine.types import Mode
+    from envsync_plugin.environments import create_environment_engine
+    from envsync_plugin.service.comparisons import STORE_BATCH, _change_row, _store
+    from example_host.sync_modules import MODULES
+
+    prod_path, test_path = sa.make_url(prod_url).database, sa.make_url(test_url).database
+    db = sqlite3.connect(prod_path)
+    db.execute("ATTACH DATABASE ? AS t", (test_path,))
+    join = 0.0
+    for module in MODULES:
+        for spec in module.tables:
+            info = db.execute(f'PRAGMA main.table_info("{spec.name}")').fetchall()
+            columns = [f's."{row[1]}"' for row in info]
+            on = " AND ".join(f's."{row[1]}" = o."{row[1]}"' for row in info if row[5])
+            differs = " OR ".join(f's."{row[1]}" IS NOT o."{row[1]}"' for row in info if not row[5])
+            first_pk = next(f'"{row[1]}"' for row in info if row[5])
+            # Names from the benchmark's own files (PRAGMA table_info), quoted.
+            both = (f'SELECT {", ".join(columns)}, o.* FROM main."{spec.name}" s LEFT JOIN t."{spec.name}" o '  # noqa: S608
+                    f"ON {on} WHERE o.{first_pk} IS NULL OR {differs or '0'} ORDER BY s.{first_pk}")
+            gone = (f'SELECT o.* FROM t."{spec.name}" o LEFT JOIN main."{spec.name}" s ON {on} '  # noqa: S608
+                    f"WHERE s.{first_pk} IS NULL ORDER BY o.{first_pk}")
+            started = time.perf_counter()
+            for query in (both, gone):
+                cursor = db.execute(query)
+                while cursor.fetchmany(2000):
+                    pass
+            join += time.perf_counter() - started
+
+    media_root = Path(media)
+    prod = EnvironmentSide("PROD", create_environment_engine(prod_url), media_root / "media-prod")
+    test = EnvironmentSide("TEST", create_environment_engine(test_url), media_root / "media-test")
+    changes = list(compare(prod, test, MODULES, mode=Mode.ALL, picked={"gallery_folders": None}, baseline=NoBaseline()))
+
+    products = next(m for m in MODULES if m.key == "products")
+    with prod.engine.connect() as conn:
+        plan = TablePlan.build(reflect(conn, ["products"]), products, products.table("products"))
+        wanted = sum((c.source_fingerprint is not None) + (c.target_fingerprint is not None) for c in changes)
+        rows = [tuple(row) for row in conn.execute(sa.select(*(plan.table.c[name] for name in plan.columns))
+                                                   .order_by(plan.table.c.id).limit(wanted))]
+    started = time.perf_counter()
+    plan.fingerprints(rows, prod.media_root)
+    fingerprints = time.perf_counter() - started
+
+    app, instance, _variables = _bench_app(prod_url, test_url, media, "")
+    try:
+        with app.app_context():
+            info = _start_bench_comparison()
+            stored_rows = [_change_row(info.id, change) for change in changes]
+            started = time.perf_counter()
+            for at in range(0, len(stored_rows), STORE_BATCH):
+                _store(stored_rows[at:at + STORE_BATCH])
+            store = time.perf_counter() - started
+    finally:
+        _cleanup(instance, "")
+    print(json.dumps({"join": join, "store": store, "fingerprints": fingerprints, "fingerprinted": len(rows),
+                      "changes": len(changes)}))
+
+
 def run_child(prod_url: str, test_url: str, media: Path, progress: str = "none") -> dict:
     """One run in a fresh process: ``progress`` "none" or "noop" for compare() alone, "job:<redis URL or
     empty>" for the comparison job end to end, "workers:<N>:<redis URL or empty>" for it with N workers."""
@@ -370,6 +443,19 @@ def report(label: str, n: int, figures: dict, reference_name: str, reference: fl
     print(line, flush=True)
 
 
+def report_floor(n: int, runs: list[tuple[dict, float | None]]) -> None:
+    """The floor run's parts (medians) and their sum, beside sqldiff's time."""
+    parts = {name: statistics.median(run[name] for run, _reference in runs) for name in ("join", "store", "fingerprints")}
+    total = sum(parts.values())
+    known = [reference for _run, reference in runs if reference is not None]
+    line = (f"{'SQLite/floor':<12} {n:>9,} products  SQLite's joins {parts['join']:.2f} s + storing "
+            f"{runs[0][0]['changes']:,} changes {parts['store']:.2f} s + {runs[0][0]['fingerprinted']:,} fingerprints "
+            f"{parts['fingerprints']:.2f} s = {total:.2f} s")
+    if known:
+        line += f"  ratio floor/sqldiff --summary {total / statistics.median(known):5.2f}"
+    print(line, flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000, help="products in the largest run (default 1M)")
@@ -377,11 +463,12 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/envsync-compare-bench"))
     parser.add_argument("--postgres", default=None, help="admin URL of a PostgreSQL server to run against too")
     parser.add_argument("--repeat", type=int, default=1, help="runs per figure; the median is shown (default 1)")
-    parser.add_argument("--runs", default="job,engine",
+    parser.add_argument("--runs", default="job,workers,engine",
                         help="comma-separated: job (the comparison job end to end: service, stored changes), "
                              "engine (compare() with a no-op progress callback, as a job passes one), "
                              "bare (compare() without one), workers (the job end to end with --workers real "
-                             "worker processes sharing its parts); default job,engine")
+                             "worker processes sharing its parts), floor (SQLite: the job's parts no Python can "
+                             "speed up, each timed alone); default job,workers,engine")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the workers run (default 2)")
     parser.add_argument("--redis", default="", help="Redis URL for the job runs (default: the embedded server)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
@@ -389,6 +476,8 @@ def main() -> None:
     if args.child:
         if args.child[3].startswith("job:"):
             child_job(*args.child[:3], args.child[3][len("job:"):])
+        elif args.child[3] == "floor":
+            child_floor(*args.child[:3])
         elif args.child[3].startswith("workers:"):
             _kind, workers, redis_url = args.child[3].split(":", 2)
             child_workers(*args.child[:3], int(workers), redis_url)
@@ -401,7 +490,7 @@ def main() -> None:
           "(changes stored); engine/bare: compare() alone, changes counted. rows/s = product rows read on "
           "both sides / wall time.")
     kinds = {"job": f"job:{args.redis}", "engine": "noop", "bare": "none",
-             "workers": f"workers:{args.workers}:{args.redis}"}
+             "workers": f"workers:{args.workers}:{args.redis}", "floor": "floor"}
     modes = [name for name in args.runs.split(",") if name]
     unknown = [name for name in modes if name not in kinds]
     if unknown:
@@ -410,6 +499,10 @@ def main() -> None:
     for n in sizes:
         prod, test = build_sqlite(args.workdir, n)
         for mode in modes:
+            if mode == "floor":
+                report_floor(n, [(run_child(f"sqlite:///{prod}", f"sqlite:///{test}", prod.parent, "floor"),
+                                  time_sqldiff(prod, test)) for _ in range(args.repeat)])
+                continue
             figures, reference = median_runs(
                 args.repeat, functools.partial(run_child, f"sqlite:///{prod}", f"sqlite:///{test}", prod.parent,
                                                kinds[mode]),
@@ -420,7 +513,7 @@ def main() -> None:
         if args.postgres:
             urls = list(build_postgres(args.postgres, n))
             try:
-                for mode in modes:
+                for mode in (mode for mode in modes if mode != "floor"):
                     figures, reference = median_runs(
                         args.repeat, functools.partial(run_child, urls[0], urls[1], prod.parent, kinds[mode]),
                         functools.partial(time_copy, urls))
