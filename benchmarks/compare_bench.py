@@ -463,12 +463,12 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/envsync-compare-bench"))
     parser.add_argument("--postgres", default=None, help="admin URL of a PostgreSQL server to run against too")
     parser.add_argument("--repeat", type=int, default=1, help="runs per figure; the median is shown (default 1)")
-    parser.add_argument("--runs", default="job,workers,engine",
+    parser.add_argument("--runs", default="job,workers,engine,floor",
                         help="comma-separated: job (the comparison job end to end: service, stored changes), "
                              "engine (compare() with a no-op progress callback, as a job passes one), "
                              "bare (compare() without one), workers (the job end to end with --workers real "
                              "worker processes sharing its parts), floor (SQLite: the job's parts no Python can "
-                             "speed up, each timed alone); default job,workers,engine")
+                             "speed up, each timed alone); default job,workers,engine,floor")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the workers run (default 2)")
     parser.add_argument("--redis", default="", help="Redis URL for the job runs (default: the embedded server)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
