@@ -257,7 +257,8 @@ def _parts(comparison_id: int) -> list[tuple]:
 
 def test_a_large_comparison_split_across_workers_gives_the_same_changes_as_one_job(demo, start_worker):
     """With parts of 40 rows and two workers, each table of more than 40 rows becomes two key-range
-    jobs and one more job compares the other tables; the stored changes are those of a single job."""
+    jobs and one more job compares the other tables; the stored changes are those of a single job, and
+    the progress total is the whole comparison's from the start."""
     from envsync_plugin.service.comparisons import run_comparison
 
     with demo.app().app_context():  # one job, in this process
@@ -270,6 +271,7 @@ def test_a_large_comparison_split_across_workers_gives_the_same_changes_as_one_j
     start_worker()
     app = demo.app()
     _serving(app, 2)
+    record_progress_writes(demo.prod.engine)
     with app.app_context():
         split = service.wait_for_comparison(
             service.start_comparison("test-to-prod", "all", ALL_MODULES, user=None).id, timeout=180)
@@ -282,6 +284,12 @@ def test_a_large_comparison_split_across_workers_gives_the_same_changes_as_one_j
     assert got == expected
     assert split.counts == single.counts
     assert split.progress_done == split.progress_total == single.progress_total
+    with demo.prod.engine.connect() as conn:
+        totals = [total for status, _done, total in conn.exec_driver_sql(
+            "SELECT status, done, total FROM envsync_test_progress") if status == "running"]
+    # Every part's share of the total is known before the parts run: the bar's end hardly moves.
+    assert totals[0] == split.progress_total
+    assert all(abs(total - split.progress_total) <= split.progress_total // 10 for total in totals), [t for t in totals if abs(t - split.progress_total) > split.progress_total // 10]
 
 
 def test_one_worker_compares_a_large_comparison_as_one_job(demo, worker):

@@ -181,11 +181,13 @@ def _finish(comparison_id: int, status: ComparisonStatus, **values: object) -> N
 
 class _ProgressWriter:
     """Writes one part's records compared / total per module, at most every PROGRESS_INTERVAL seconds,
-    and the comparison's sums over all its parts (so parts run by several workers add up)."""
+    and the comparison's sums over all its parts (so parts run by several workers add up). A module
+    not reported yet keeps the part's ``estimate`` (what the plan gave it)."""
 
-    def __init__(self, comparison_id: int, part_id: int) -> None:
+    def __init__(self, comparison_id: int, part_id: int, estimate: dict[str, list[int]] | None = None) -> None:
         self.comparison_id = comparison_id
         self.part_id = part_id
+        self.estimate = dict(estimate or {})
         self.detail: dict[str, list[int]] = {}
         self.last = 0.0
 
@@ -203,15 +205,9 @@ class _ProgressWriter:
         t = current_envsync.tables
         with connection() as conn:
             conn.execute(t.comparison_parts.update().where(t.comparison_parts.c.id == self.part_id)
-                         .values(progress_detail=self.detail))
-            details = conn.execute(sa.select(t.comparison_parts.c.progress_detail).where(
-                t.comparison_parts.c.comparison_id == self.comparison_id)).scalars().all()
-            summed: dict[str, list[int]] = {}
-            for detail in details:
-                for module, (done, total) in (detail or {}).items():
-                    entry = summed.setdefault(module, [0, 0])
-                    entry[0] += done
-                    entry[1] += total
+                         .values(progress_detail={**self.estimate, **self.detail}))
+            summed = _summed(conn.execute(sa.select(t.comparison_parts.c.progress_detail).where(
+                t.comparison_parts.c.comparison_id == self.comparison_id)).scalars())
             done = sum(value[0] for value in summed.values())
             total = sum(value[1] for value in summed.values())
             conn.execute(t.comparisons.update().where(t.comparisons.c.id == self.comparison_id).values(
@@ -222,6 +218,17 @@ class _ProgressWriter:
         for value in self.detail.values():
             value[0] = value[1]
         self.write(force=True)
+
+
+def _summed(details: Iterable[dict[str, list[int]] | None]) -> dict[str, list[int]]:
+    """{module: [done, total]} of several parts, added up."""
+    summed: dict[str, list[int]] = {}
+    for detail in details:
+        for module, (done, total) in (detail or {}).items():
+            entry = summed.setdefault(module, [0, 0])
+            entry[0] += done
+            entry[1] += total
+    return summed
 
 
 def _scope(info: ComparisonInfo):  # noqa: ANN202
@@ -242,17 +249,24 @@ def _plan_parts(info: ComparisonInfo) -> tuple[list[dict], dict[str, int]]:
     sizes = count_tables(source, target, modules, picked=picked)
     part_rows = current_envsync.settings.comparison_part_rows
     large = [(module, spec) for module in modules for spec in module.tables if sizes[spec.name] > part_rows]
-    whole = {"module": None, "table_name": None, "low": None, "high": None}
     serving = len(workers()) if large else 0
     if serving < 2:
-        return [whole], sizes
+        large = []
     parts = []
     for module, spec in large:
         count = min(serving, -(-sizes[spec.name] // part_rows))
         ranges = split_key_ranges(source, module, spec.name, count, picked=picked.get(module.key))
-        parts += [{"module": module.key, "table_name": spec.name, "low": r.low, "high": r.high} for r in ranges]
-    if len(large) < len(sizes):
-        parts.append(whole)  # every other table (see _part_ranges)
+        # Each range holds about its share of the table's rows: its progress total until it runs.
+        shares = [sizes[spec.name] // len(ranges)] * len(ranges)
+        shares[-1] += sizes[spec.name] - sum(shares)
+        parts += [{"module": module.key, "table_name": spec.name, "low": r.low, "high": r.high,
+                   "progress_detail": {module.key: [0, share]}} for r, share in zip(ranges, shares, strict=True)]
+    split = {spec.name for _module, spec in large}
+    rest = {module.key: sum(sizes[spec.name] for spec in module.tables if spec.name not in split) for module in modules}
+    if len(split) < len(sizes):
+        # The whole comparison, or every table no range part takes (see _part_ranges).
+        parts.append({"module": None, "table_name": None, "low": None, "high": None,
+                      "progress_detail": {key: [0, rows] for key, rows in rest.items()}})
     return parts, sizes
 
 
@@ -288,8 +302,10 @@ def run_comparison(comparison_id: int) -> dict[str, int] | None:
         # A rerun (the first worker died) starts from a clean slate.
         conn.execute(tables.changes.delete().where(tables.changes.c.comparison_id == comparison_id))
         conn.execute(tables.comparison_parts.delete().where(tables.comparison_parts.c.comparison_id == comparison_id))
+        # The totals are known before any part runs: the progress bar's end does not move as parts start.
         conn.execute(tables.comparisons.update().where(tables.comparisons.c.id == comparison_id).values(
-            status=ComparisonStatus.RUNNING.value, started_at=utcnow(), error=None))
+            status=ComparisonStatus.RUNNING.value, started_at=utcnow(), error=None, progress_done=0,
+            progress_total=sum(sizes.values()), progress_detail=_summed(part["progress_detail"] for part in parts)))
         part_ids = [conn.execute(tables.comparison_parts.insert().values(
             comparison_id=comparison_id, status=ComparisonStatus.QUEUED.value, **part)).inserted_primary_key[0]
             for part in parts]
@@ -331,7 +347,7 @@ def run_comparison_part(part_id: int, totals: dict[str, int] | None = None) -> i
         # Every module stays in view (a reference may be met by another module's records); only the
         # part's tables and key range are compared.
         ranges = _part_ranges(part)
-        progress = _ProgressWriter(info.id, part_id)
+        progress = _ProgressWriter(info.id, part_id, part.progress_detail)
         stored = 0
         with connection() as conn:
             baseline = SqlBaselineReader(conn, tables.baseline)
