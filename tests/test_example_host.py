@@ -23,6 +23,18 @@ ENVSYNC_ENDPOINTS = ("envsync_synchronization.index", "envsync_messages.index")
 CONTENT_ENDPOINTS = ("cms_pages", "sliders", "slides", "gallery_folders", "gallery_images", "categories", "products")
 
 
+@pytest.fixture(autouse=True)
+def own_instance(tmp_path, monkeypatch):
+    """Each test's app has an instance folder of its own, and the embedded Redis a page may start there
+    is stopped after it (else it would keep running in the checkout's instance/ folder)."""
+    from envsync_plugin.queue import embedded_redis_for
+
+    instance = tmp_path / "instance"
+    monkeypatch.setenv("EXAMPLE_HOST_INSTANCE_PATH", str(instance))
+    yield
+    embedded_redis_for(instance).stop()
+
+
 def shop_config(tmp_path: Path, prod_url: str, test_url: str, current: str = "PROD") -> dict:
     return {
         "TESTING": True,
