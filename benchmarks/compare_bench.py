@@ -16,10 +16,11 @@ is a fresh subprocess, so its peak RSS (resource.getrusage maxrss) is its own.
 - workers: the job end to end with --workers (default 2) real worker processes serving the queue, so
   that the products table is cut in key ranges they share: timed from the start of the comparison to
   its "ready". Peak RSS is the largest worker's or work horse's.
-- floor (SQLite): what no Python work can make cheaper, each part timed alone: SQLite's joins of each
-  module table with its twin (the engine's two queries, rows dropped), storing the job's changes with
-  the job's own store, and the engine's fingerprints of as many rows as the changes hold; their sum
-  beside sqldiff's time is the best ratio any job of this design could reach.
+- floor: what no Python work can make cheaper, each part timed alone: reading what tells the differing
+  rows apart (SQLite's joins of each module table with its twin, rows dropped; on PostgreSQL both
+  sides' (key, hash) streams, as the engine reads them), storing the job's changes with the job's own
+  store, and the engine's fingerprints of as many rows as the changes hold; their sum beside the
+  reference is the best ratio any job of this design could reach.
 
 Beside it: ``sqldiff --summary`` (Debian sqlite3-tools) on the same two files, and with --postgres the
 same runs between two PostgreSQL databases beside ``COPY (SELECT * FROM products) TO STDOUT`` of both
@@ -313,26 +314,16 @@ def child_workers(prod_url: str, test_url: str, media: str, workers: int, redis_
                       "rss_kib": rss, "rss_before_kib": 0}))
 
 
-def child_floor(prod_url: str, test_url: str, media: str) -> None:
-    """SQLite: the parts of the job that no Python can make cheaper, each timed alone, to show how close
-    to ``sqldiff`` any job can come: SQLite's own join of each module table with its twin (the engine's
-    two joins, written plainly; rows fetched by sqlite3 and dropped), storing the job's changes (the job's
-    own store), and fingerprinting the rows they hold (the engine's own column-by-column fingerprints);
-    prints their seconds as JSON."""
+def _floor_sqlite_joins(prod_url: str, test_url: str) -> float:
+    """Seconds of SQLite's own joins of each module table with its twin (the engine's two joins, written
+    plainly; rows fetched by sqlite3 and dropped)."""
     import sqlite3
 
-    from envsync_plugin.engine.baseline import NoBaseline
-    from envsync_plugin.engine.compare import EnvironmentSide, compare
-    from envsync_plugin.engine.schema import TablePlan, reflect
-    from envsync_plugin.engine.types import Mode
-    from envsync_plugin.environments import create_environment_engine
-    from envsync_plugin.service.comparisons import STORE_BATCH, _change_row, _store
     from example_host.sync_modules import MODULES
 
-    prod_path, test_path = sa.make_url(prod_url).database, sa.make_url(test_url).database
-    db = sqlite3.connect(prod_path)
-    db.execute("ATTACH DATABASE ? AS t", (test_path,))
-    join = 0.0
+    db = sqlite3.connect(sa.make_url(prod_url).database)
+    db.execute("ATTACH DATABASE ? AS t", (sa.make_url(test_url).database,))
+    seconds = 0.0
     for module in MODULES:
         for spec in module.tables:
             info = db.execute(f'PRAGMA main.table_info("{spec.name}")').fetchall()
@@ -350,7 +341,57 @@ def child_floor(prod_url: str, test_url: str, media: str) -> None:
                 cursor = db.execute(query)
                 while cursor.fetchmany(2000):
                     pass
-            join += time.perf_counter() - started
+            seconds += time.perf_counter() - started
+    db.close()
+    return seconds
+
+
+def _floor_hash_streams(prod_url: str, test_url: str) -> float:
+    """Seconds of reading each module table's ``(key, hash)`` stream from both PostgreSQL databases, as
+    the engine reads them (a thread per side, taken in turn), and nothing else."""
+    import itertools
+
+    from envsync_plugin.engine.compare import HASH_FETCH, _prefetched
+    from envsync_plugin.engine.schema import TablePlan, raw_rows, reflect, select_hashes
+    from envsync_plugin.environments import create_environment_engine
+    from envsync_plugin.modules import Side
+    from example_host.sync_modules import MODULES
+
+    engines = [create_environment_engine(url) for url in (prod_url, test_url)]
+    seconds = 0.0
+    with engines[0].connect() as prod, engines[1].connect() as test:
+        names = [spec.name for module in MODULES for spec in module.tables]
+        sides = [(conn, reflect(conn, names)) for conn in (prod, test)]
+        for module in MODULES:
+            for spec in module.tables:
+                started = time.perf_counter()
+                streams = [_prefetched(raw_rows(conn, select_hashes(TablePlan.build(tables, module, spec),
+                                                                    Side(tables, None), "postgresql"), int(HASH_FETCH)))
+                           for conn, tables in sides]
+                for _pair in itertools.zip_longest(*streams):
+                    pass
+                seconds += time.perf_counter() - started
+    for engine in engines:
+        engine.dispose()
+    return seconds
+
+
+def child_floor(prod_url: str, test_url: str, media: str) -> None:
+    """The parts of the job that no Python can make cheaper, each timed alone, to show how close to its
+    reference any job of this design can come: reading what tells the differing rows apart (SQLite's
+    own joins; on PostgreSQL the two hash streams), storing the job's changes (the job's own store), and
+    fingerprinting the rows they hold (the engine's own column-by-column fingerprints); prints their
+    seconds as JSON."""
+    from envsync_plugin.engine.baseline import NoBaseline
+    from envsync_plugin.engine.compare import EnvironmentSide, compare
+    from envsync_plugin.engine.schema import TablePlan, reflect
+    from envsync_plugin.engine.types import Mode
+    from envsync_plugin.environments import create_environment_engine
+    from envsync_plugin.service.comparisons import STORE_BATCH, _change_row, _store
+    from example_host.sync_modules import MODULES
+
+    sqlite = sa.make_url(prod_url).get_backend_name() == "sqlite"
+    read = _floor_sqlite_joins(prod_url, test_url) if sqlite else _floor_hash_streams(prod_url, test_url)
 
     media_root = Path(media)
     prod = EnvironmentSide("PROD", create_environment_engine(prod_url), media_root / "media-prod")
@@ -378,8 +419,8 @@ def child_floor(prod_url: str, test_url: str, media: str) -> None:
             store = time.perf_counter() - started
     finally:
         _cleanup(instance, "")
-    print(json.dumps({"join": join, "store": store, "fingerprints": fingerprints, "fingerprinted": len(rows),
-                      "changes": len(changes)}))
+    print(json.dumps({"read": read, "read_what": "SQLite's joins" if sqlite else "both hash streams", "store": store,
+                      "fingerprints": fingerprints, "fingerprinted": len(rows), "changes": len(changes)}))
 
 
 def run_child(prod_url: str, test_url: str, media: Path, progress: str = "none") -> dict:
@@ -443,16 +484,17 @@ def report(label: str, n: int, figures: dict, reference_name: str, reference: fl
     print(line, flush=True)
 
 
-def report_floor(n: int, runs: list[tuple[dict, float | None]]) -> None:
-    """The floor run's parts (medians) and their sum, beside sqldiff's time."""
-    parts = {name: statistics.median(run[name] for run, _reference in runs) for name in ("join", "store", "fingerprints")}
+def report_floor(label: str, n: int, runs: list[tuple[dict, float | None]], reference_name: str) -> None:
+    """The floor run's parts (medians) and their sum, beside the reference's time."""
+    parts = {name: statistics.median(run[name] for run, _reference in runs) for name in ("read", "store", "fingerprints")}
     total = sum(parts.values())
     known = [reference for _run, reference in runs if reference is not None]
-    line = (f"{'SQLite/floor':<12} {n:>9,} products  SQLite's joins {parts['join']:.2f} s + storing "
-            f"{runs[0][0]['changes']:,} changes {parts['store']:.2f} s + {runs[0][0]['fingerprinted']:,} fingerprints "
+    first = runs[0][0]
+    line = (f"{label:<12} {n:>9,} products  {first['read_what']} {parts['read']:.2f} s + storing "
+            f"{first['changes']:,} changes {parts['store']:.2f} s + {first['fingerprinted']:,} fingerprints "
             f"{parts['fingerprints']:.2f} s = {total:.2f} s")
     if known:
-        line += f"  ratio floor/sqldiff --summary {total / statistics.median(known):5.2f}"
+        line += f"  ratio floor/{reference_name} {total / statistics.median(known):5.2f}"
     print(line, flush=True)
 
 
@@ -467,8 +509,8 @@ def main() -> None:
                         help="comma-separated: job (the comparison job end to end: service, stored changes), "
                              "engine (compare() with a no-op progress callback, as a job passes one), "
                              "bare (compare() without one), workers (the job end to end with --workers real "
-                             "worker processes sharing its parts), floor (SQLite: the job's parts no Python can "
-                             "speed up, each timed alone); default job,workers,engine,floor")
+                             "worker processes sharing its parts), floor (the job's parts no Python can speed "
+                             "up, each timed alone); default job,workers,engine,floor")
     parser.add_argument("--workers", type=int, default=2, help="worker processes of the workers run (default 2)")
     parser.add_argument("--redis", default="", help="Redis URL for the job runs (default: the embedded server)")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
@@ -500,8 +542,9 @@ def main() -> None:
         prod, test = build_sqlite(args.workdir, n)
         for mode in modes:
             if mode == "floor":
-                report_floor(n, [(run_child(f"sqlite:///{prod}", f"sqlite:///{test}", prod.parent, "floor"),
-                                  time_sqldiff(prod, test)) for _ in range(args.repeat)])
+                report_floor("SQLite/floor", n, [(run_child(f"sqlite:///{prod}", f"sqlite:///{test}", prod.parent, "floor"),
+                                                  time_sqldiff(prod, test)) for _ in range(args.repeat)],
+                             "sqldiff --summary")
                 continue
             figures, reference = median_runs(
                 args.repeat, functools.partial(run_child, f"sqlite:///{prod}", f"sqlite:///{test}", prod.parent,
@@ -513,7 +556,11 @@ def main() -> None:
         if args.postgres:
             urls = list(build_postgres(args.postgres, n))
             try:
-                for mode in (mode for mode in modes if mode != "floor"):
+                for mode in modes:
+                    if mode == "floor":
+                        report_floor("PG/floor", n, [(run_child(urls[0], urls[1], prod.parent, "floor"), time_copy(urls))
+                                                     for _ in range(args.repeat)], "COPY x2")
+                        continue
                     figures, reference = median_runs(
                         args.repeat, functools.partial(run_child, urls[0], urls[1], prod.parent, kinds[mode]),
                         functools.partial(time_copy, urls))
