@@ -26,7 +26,9 @@ fi
 pids=()
 stop() {
   trap - INT TERM EXIT
-  echo; echo "Stopping the demo..."
+  # Piped into tee or a pager, Ctrl-C ends the reader too: a write to it must not end the clean-up.
+  trap '' PIPE
+  { echo; echo "Stopping the demo..."; } 2>/dev/null || true
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   $flask envsync redis --stop >/dev/null 2>&1 || true
