@@ -83,7 +83,6 @@ def picker_items(direction: Direction | str, module_key: str) -> list[str]:
 def suggested_items(direction: Direction | str, module_keys: Iterable[str]) -> dict[str, list[str]]:
     """Items to pre-select per picker module: those the chosen modules' values point at
     (the gallery folders that the mobile-app JSONs use)."""
-
     direction = parse_direction(direction)
     keys = current_envsync.modules.with_required(module_keys) if module_keys else []
     modules = [current_envsync.modules[key] for key in keys]
@@ -270,7 +269,7 @@ def _plan_parts(info: ComparisonInfo) -> tuple[list[dict], dict[str, int]]:
     return parts, sizes
 
 
-def _part_ranges(part: sa.Row) -> dict[str, KeyRange] | None:
+def _part_ranges(part: sa.Row, info: ComparisonInfo) -> dict[str, KeyRange] | None:
     """What ``part`` compares: one table's key range, or, for a part without a table, every table no
     other part of its comparison takes (None: every table)."""
     if part.table_name is not None:
@@ -281,7 +280,6 @@ def _part_ranges(part: sa.Row) -> dict[str, KeyRange] | None:
             p.c.comparison_id == part.comparison_id, p.c.table_name.is_not(None))).scalars())
     if not taken:
         return None
-    info = get_comparison(part.comparison_id)
     return {spec.name: KeyRange() for key in info.modules for spec in current_envsync.modules[key].tables
             if spec.name not in taken}
 
@@ -328,7 +326,6 @@ def run_comparison(comparison_id: int) -> dict[str, int] | None:
 def run_comparison_part(part_id: int, totals: dict[str, int] | None = None) -> int:
     """Compare one part and store its changes; returns how many. Safe to run twice. ``totals``: the
     rows of each table of the part, when the caller counted them already."""
-
     tables = current_envsync.tables
     p = tables.comparison_parts
     with connection() as conn:
@@ -346,7 +343,7 @@ def run_comparison_part(part_id: int, totals: dict[str, int] | None = None) -> i
         modules, picked, source, target = _scope(info)
         # Every module stays in view (a reference may be met by another module's records); only the
         # part's tables and key range are compared.
-        ranges = _part_ranges(part)
+        ranges = _part_ranges(part, info)
         progress = _ProgressWriter(info.id, part_id, part.progress_detail)
         stored = 0
         with connection() as conn:
@@ -612,7 +609,6 @@ def select_changes(comparison_id: int, *, change_ids: Sequence[int] | None = Non
 
 def change_diff(change_id: int):
     """The field-by-field diff of one change, computed now from both environments."""
-
     change = get_change(change_id)
     info = get_comparison(change.comparison_id)
     module = current_envsync.modules[change.module]
