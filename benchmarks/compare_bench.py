@@ -538,37 +538,31 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown --runs {', '.join(unknown)}: choose from {', '.join(kinds)}")
     rss: dict[str, list[float]] = {}
-    for n in sizes:
-        prod, test = build_sqlite(args.workdir, n)
+
+    def run_all(database: str, n: int, urls: tuple[str, str], media: Path, reference: Callable[[], float | None],
+                reference_name: str) -> None:
+        """Every run of --runs between ``urls``, each beside ``reference``."""
         for mode in modes:
             if mode == "floor":
-                report_floor("SQLite/floor", n, [(run_child(f"sqlite:///{prod}", f"sqlite:///{test}", prod.parent, "floor"),
-                                                  time_sqldiff(prod, test)) for _ in range(args.repeat)],
-                             "sqldiff --summary")
+                report_floor(f"{database}/floor", n, [(run_child(*urls, media, "floor"), reference())
+                                                      for _ in range(args.repeat)], reference_name)
                 continue
-            figures, reference = median_runs(
-                args.repeat, functools.partial(run_child, f"sqlite:///{prod}", f"sqlite:///{test}", prod.parent,
-                                               kinds[mode]),
-                functools.partial(time_sqldiff, prod, test))
-            label = f"SQLite/{mode}" + (f"/{args.workers}" if mode == "workers" else "")
-            report(label, n, figures, "sqldiff --summary", reference)
+            figures, median_reference = median_runs(
+                args.repeat, functools.partial(run_child, *urls, media, kinds[mode]), reference)
+            label = f"{database}/{mode}" + (f"/{args.workers}" if mode == "workers" else "")
+            report(label, n, figures, reference_name, median_reference)
             rss.setdefault(label, []).append(figures["rss_kib"])
+
+    for n in sizes:
+        prod, test = build_sqlite(args.workdir, n)
+        run_all("SQLite", n, (f"sqlite:///{prod}", f"sqlite:///{test}"), prod.parent,
+                functools.partial(time_sqldiff, prod, test), "sqldiff --summary")
         if args.postgres:
-            urls = list(build_postgres(args.postgres, n))
+            urls = build_postgres(args.postgres, n)
             try:
-                for mode in modes:
-                    if mode == "floor":
-                        report_floor("PG/floor", n, [(run_child(urls[0], urls[1], prod.parent, "floor"), time_copy(urls))
-                                                     for _ in range(args.repeat)], "COPY x2")
-                        continue
-                    figures, reference = median_runs(
-                        args.repeat, functools.partial(run_child, urls[0], urls[1], prod.parent, kinds[mode]),
-                        functools.partial(time_copy, urls))
-                    label = f"PG/{mode}" + (f"/{args.workers}" if mode == "workers" else "")
-                    report(label, n, figures, "COPY x2", reference)
-                    rss.setdefault(label, []).append(figures["rss_kib"])
+                run_all("PG", n, urls, prod.parent, functools.partial(time_copy, list(urls)), "COPY x2")
             finally:
-                drop_postgres(args.postgres, urls)
+                drop_postgres(args.postgres, list(urls))
     for label, values in rss.items():
         if len(values) > 1:
             print(f"{label}: peak RSS {values[-1] / values[0]:.2f}x from {sizes[0]:,} to {sizes[-1]:,} products "
